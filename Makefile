@@ -1,0 +1,122 @@
+# Threadline — the two commands a newcomer needs are `make dev` and `make test`.
+#
+# Every tool is pinned here or in package-lock.json / Cargo.lock, installed on first use and
+# left alone afterwards when already present at the right version.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+NODE_BIN   := $(CURDIR)/node_modules/.bin
+CARGO_BIN  := $(HOME)/.cargo/bin
+# node_modules/.bin first: it holds Node 22 (wrangler needs >= 22.12), wrangler and wasm-opt.
+export PATH := $(NODE_BIN):$(CARGO_BIN):$(PATH)
+export WRANGLER_SEND_METRICS := false
+
+WORKER_BUILD_VERSION := 0.8.7
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' Cargo.lock)
+# worker-build would otherwise try to download these from GitHub, which fails offline.
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export WASM_OPT_BIN := $(NODE_BIN)/wasm-opt
+
+DEV_PORT ?= 8787
+DEV_STATE := .wrangler/state
+SOURCES := $(shell find src -type f) Cargo.toml Cargo.lock openapi.json
+BUILD_STAMP := build/worker/shim.mjs
+
+.PHONY: help dev test tools build migrate test-native test-wasm test-e2e lint fmt deploy clean
+
+help:
+	@echo "make dev    - install what is missing, build, migrate local D1, serve on http://127.0.0.1:$(DEV_PORT)"
+	@echo "make test   - native, wasm and end-to-end tests"
+	@echo "make lint   - cargo fmt --check and clippy on host and wasm targets"
+	@echo "make deploy - build and wrangler deploy (see README, Deploy)"
+
+## ---- tools --------------------------------------------------------------------------------
+
+tools: node_modules/.installed .tools/rust-target .tools/worker-build-$(WORKER_BUILD_VERSION) .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
+
+node_modules/.installed: package.json package-lock.json
+	@# `npm install` rather than `npm ci`: npm 11 writes a lock without the other platforms'
+	@# optional workerd builds and `npm ci` then refuses it as out of sync. Versions still
+	@# come from package-lock.json.
+	npm install --no-audit --no-fund
+	@touch $@
+
+.tools/rust-target:
+	@mkdir -p .tools
+	rustup target add wasm32-unknown-unknown
+	@touch $@
+
+.tools/worker-build-$(WORKER_BUILD_VERSION):
+	@mkdir -p .tools
+	@if [ "$$(worker-build --version 2>/dev/null | awk '{print $$NF}')" != "$(WORKER_BUILD_VERSION)" ]; then \
+	  cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked; fi
+	@touch $@
+
+# Not --locked: the lockfile shipped with wasm-bindgen-cli 0.2.130 names a webpki-roots
+# release that crates.io no longer serves; the version of the CLI itself is still exact.
+.tools/wasm-bindgen-$(WASM_BINDGEN_VERSION):
+	@mkdir -p .tools
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); fi
+	@touch $@
+
+## ---- build --------------------------------------------------------------------------------
+
+build: tools $(BUILD_STAMP) build/public/docs/assets/swagger-ui-bundle.js
+
+$(BUILD_STAMP): $(SOURCES)
+	worker-build --release
+	@touch $@
+
+build/public/docs/assets/swagger-ui-bundle.js: node_modules/.installed
+	@mkdir -p build/public/docs/assets
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css build/public/docs/assets/
+
+## ---- run ----------------------------------------------------------------------------------
+
+# A development .dev.vars with a random JWT_SECRET, written only when there is none.
+.dev.vars:
+	@printf 'ENVIRONMENT=development\nLOG_LEVEL=debug\nJWT_SECRET=%s\n' \
+	  "$$(node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("hex"))')" > $@
+	@echo "wrote .dev.vars with a random development JWT_SECRET"
+
+dev-vars: .dev.vars
+	@grep -q '^JWT_SECRET=' .dev.vars || printf 'JWT_SECRET=%s\n' \
+	  "$$(node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("hex"))')" >> .dev.vars
+
+migrate: tools
+	CI=true wrangler d1 migrations apply threadline --local --persist-to $(DEV_STATE)
+
+dev: build dev-vars migrate
+	wrangler dev --ip 127.0.0.1 --port $(DEV_PORT) --persist-to $(DEV_STATE) --show-interactive-dev-session=false
+
+## ---- test ---------------------------------------------------------------------------------
+
+test: test-native test-wasm test-e2e
+
+test-native:
+	cargo test --lib
+
+test-wasm: tools
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  cargo test --target wasm32-unknown-unknown --lib
+
+test-e2e: build
+	node --test --test-concurrency=2 tests/support/*.test.mjs tests/e2e/*.test.mjs
+
+lint: tools
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+deploy: build
+	wrangler d1 migrations apply threadline --remote
+	wrangler deploy
+
+clean:
+	rm -rf build target .tools

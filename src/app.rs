@@ -1,0 +1,148 @@
+//! The request pipeline around every handler: request id, configuration check, CORS, routing,
+//! error rendering and the one log line per request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::{Env, Request, Response};
+
+use crate::config::{Config, LogLevel};
+use crate::context::Ctx;
+use crate::error::ApiError;
+use crate::http;
+use crate::logging::LogLine;
+use crate::platform::{Clock, SystemClock};
+use crate::router::{self, Method, Route, RouteMatch};
+
+/// Configuration and the route table, shared by every request of an isolate.
+type IsolateState = (Rc<Config>, Rc<Vec<Route>>);
+
+thread_local! {
+    /// Built once per isolate: vars and secrets cannot change without a new deployment,
+    /// which starts new isolates.
+    static STATE: RefCell<Option<IsolateState>> = const { RefCell::new(None) };
+}
+
+fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
+    if let Some(state) = STATE.with(|s| s.borrow().clone()) {
+        return state;
+    }
+    let config = Config::from_source(env, || {
+        crate::platform::random_bytes::<32>()
+            .map(|b| b.to_vec())
+            .unwrap_or_else(|_| vec![0; 32])
+    });
+    for warning in &config.warnings {
+        LogLine::new(LogLevel::Warn, now_ms, "configuration")
+            .field("warning", warning.as_str())
+            .emit(config.log_level);
+    }
+    for problem in &config.problems {
+        LogLine::new(LogLevel::Error, now_ms, "configuration")
+            .field("setting", problem.setting)
+            .field("problem", problem.problem.as_str())
+            .emit(config.log_level);
+    }
+    let state = (Rc::new(config), Rc::new(router::routes()));
+    STATE.with(|s| *s.borrow_mut() = Some(state.clone()));
+    state
+}
+
+/// Answers one request. Never fails: every error becomes the JSON envelope.
+pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Response {
+    let started_ms = SystemClock.now_ms();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .ok()
+        .flatten()
+        .filter(|id| http::is_acceptable_request_id(id))
+        .unwrap_or_else(http::new_request_id);
+    let (config, routes) = isolate_state(&env, started_ms);
+    let method_name = req.method().to_string();
+    let path = req.path();
+    let origin = req.headers().get("origin").ok().flatten();
+    let cors_origin = origin
+        .filter(|o| http::origin_allowed(&config.cors_origins, o))
+        .map(|o| {
+            if config.cors_origins.iter().any(|a| a == "*") {
+                "*".to_string()
+            } else {
+                o
+            }
+        });
+
+    let mut route_label = "unmatched";
+    let result: Result<Response, ApiError> = if let Some(problem) = config.problems.first() {
+        Err(ApiError::misconfigured(problem.setting, &problem.problem))
+    } else if method_name == "OPTIONS" {
+        preflight(cors_origin.is_some())
+    } else {
+        match router::find(&routes, Method::parse(&method_name), &path) {
+            RouteMatch::Found(route, params) => {
+                route_label = route.path;
+                let cx = Ctx {
+                    req,
+                    env,
+                    worker_ctx: Rc::new(worker_ctx),
+                    config: config.clone(),
+                    request_id: request_id.clone(),
+                    params,
+                    route: route.path,
+                };
+                (route.handler)(cx).await
+            }
+            RouteMatch::MethodNotAllowed(methods) => {
+                let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                Err(ApiError::method_not_allowed(&names))
+            }
+            RouteMatch::NotFound => Err(ApiError::route_not_found(&method_name, &path)),
+        }
+    };
+
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(err) => (http::error_response(&err, &request_id), Some(err)),
+    };
+    let _ = http::finish_headers(response.headers_mut(), &request_id, cors_origin.as_deref());
+
+    let status = response.status_code();
+    let level = match status {
+        500.. => LogLevel::Error,
+        400..=499 => LogLevel::Info,
+        _ => LogLevel::Info,
+    };
+    let mut line = LogLine::new(level, SystemClock.now_ms(), "request")
+        .field("request_id", request_id.as_str())
+        .field("method", method_name.as_str())
+        .field("route", route_label)
+        .field("status", status)
+        .field(
+            "duration_ms",
+            SystemClock.now_ms().saturating_sub(started_ms),
+        );
+    if let Some(err) = &error {
+        line = line.field("error_code", err.code);
+        if let Some(detail) = &err.internal {
+            line = line.field("error_detail", detail.as_str());
+        }
+    }
+    line.emit(config.log_level);
+    response
+}
+
+/// `OPTIONS` from a browser: allowed origins get the CORS grant, others a 403 that says why.
+fn preflight(origin_allowed: bool) -> Result<Response, ApiError> {
+    if !origin_allowed {
+        return Err(ApiError::forbidden(
+            "cors_origin_not_allowed",
+            "This origin is not in CORS_ORIGINS.",
+        ));
+    }
+    let response = Response::empty()?.with_status(204);
+    let headers = response.headers();
+    headers.set("access-control-allow-methods", http::CORS_ALLOW_METHODS)?;
+    headers.set("access-control-allow-headers", http::CORS_ALLOW_HEADERS)?;
+    headers.set("access-control-max-age", "600")?;
+    Ok(response)
+}

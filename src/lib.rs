@@ -1,0 +1,23 @@
+//! Threadline — an AI chat backend that runs at the edge as a Cloudflare Worker.
+//!
+//! This file is only the entry point: everything else lives in one module per concern.
+
+pub mod app;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod meta;
+pub mod openapi;
+pub mod platform;
+pub mod router;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    console_error_panic_hook::set_once();
+    Ok(app::handle(req, env, ctx).await)
+}
