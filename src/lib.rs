@@ -3,6 +3,7 @@
 //! This file is only the entry point: everything else lives in one module per concern.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
