@@ -13,6 +13,7 @@ pub mod logging;
 pub mod meta;
 pub mod openapi;
 pub mod platform;
+pub mod providers;
 pub mod router;
 
 use worker::{event, Context, Env, Request, Response, Result};
