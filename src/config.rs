@@ -93,6 +93,9 @@ pub struct Config {
     /// The HS256 signing secret; empty only when `problems` says why.
     pub jwt_secret: Vec<u8>,
     pub max_body_bytes: usize,
+    pub auth: crate::auth::settings::AuthSettings,
+    pub email: crate::auth::settings::EmailSettings,
+    pub rate_limits: crate::rate_limit::RateLimits,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
     /// Settings that were invalid and fell back to their defaults (logged as warnings).
@@ -188,12 +191,19 @@ impl Config {
             &mut warnings,
         );
 
+        let auth = crate::auth::settings::AuthSettings::from_source(src, &mut warnings);
+        let email = crate::auth::settings::EmailSettings::from_source(src);
+        let rate_limits = crate::rate_limit::RateLimits::from_source(src, &mut warnings);
+
         Config {
             environment,
             log_level,
             cors_origins,
             jwt_secret,
             max_body_bytes,
+            auth,
+            email,
+            rate_limits,
             problems,
             warnings,
         }

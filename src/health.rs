@@ -86,6 +86,8 @@ async fn health(cx: Ctx) -> ApiResult<Response> {
         "version": env!("CARGO_PKG_VERSION"),
         "environment": cx.config.environment.as_str(),
         "components": { "d1": d1, "kv": kv },
+        // Email is optional: without it only verification and reset mail are unavailable.
+        "email": { "status": crate::email::Mailer::status(&cx) },
     });
     http::json(if all_up { 200 } else { 503 }, &body)
 }

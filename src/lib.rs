@@ -2,19 +2,25 @@
 //!
 //! This file is only the entry point: everything else lives in one module per concern.
 
+pub mod api_keys;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod db;
+pub mod email;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod ids;
 pub mod logging;
 pub mod meta;
 pub mod openapi;
 pub mod platform;
 pub mod providers;
+pub mod rate_limit;
 pub mod router;
+pub mod users;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

@@ -162,6 +162,11 @@ pub fn routes() -> Vec<Route> {
     let mut all = Vec::new();
     all.extend(crate::meta::routes());
     all.extend(crate::health::routes());
+    all.extend(crate::auth::routes::routes());
+    all.extend(crate::auth::mfa::routes());
+    all.extend(crate::users::routes());
+    all.extend(crate::api_keys::routes());
+    all.extend(crate::email::routes());
     all
 }
 

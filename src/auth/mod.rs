@@ -6,7 +6,13 @@
 //! the Worker glue that supplies real time and `getrandom` stays thin.
 
 pub mod access_token;
+pub mod accounts;
+pub mod guard;
+pub mod mfa;
 pub mod password_hash;
 pub mod password_policy;
+pub mod routes;
 pub mod secrets;
+pub mod sessions;
+pub mod settings;
 pub mod totp;

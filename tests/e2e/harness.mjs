@@ -59,9 +59,10 @@ async function writeConfig(dir) {
  * Starts the worker. `vars` are merged over development defaults; pass
  * `{ ENVIRONMENT: 'production' }` and friends to test production behaviour.
  */
-export async function startWorker({ vars = {} } = {}) {
+export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'threadline-e2e-'));
-  const stateDir = path.join(dir, 'state');
+  // Pass `stateDir` of a stopped worker to restart on the same D1/KV (e.g. with other vars).
+  const stateDir = sharedState ?? path.join(dir, 'state');
   const config = await writeConfig(dir);
   const allVars = {
     ENVIRONMENT: 'development',
@@ -141,7 +142,14 @@ export async function startWorker({ vars = {} } = {}) {
       const parsed = JSON.parse(stdout);
       return parsed[0]?.results ?? [];
     },
-    async stop() {
+    /** The names of the keys in the worker's local KV starting with `prefix`. */
+    async kvKeys(prefix = '') {
+      const args = ['kv', 'key', 'list', '--binding', 'KV', '--local', '--persist-to', stateDir, '--config', config];
+      if (prefix) args.push('--prefix', prefix);
+      const { stdout } = await execFileAsync(WRANGLER, args, { cwd: dir, env: childEnv(), timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
+      return JSON.parse(stdout).map((k) => k.name);
+    },
+    async stop({ keepState = false } = {}) {
       if (!exited) {
         try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
         await new Promise((r) => {
@@ -150,7 +158,9 @@ export async function startWorker({ vars = {} } = {}) {
           if (exited) { clearTimeout(t); r(); }
         });
       }
-      await rm(dir, { recursive: true, force: true });
+      // keepState: leave D1/KV on disk so another worker can start on them (then remove
+      // `dir` yourself).
+      if (!keepState) await rm(dir, { recursive: true, force: true });
     },
   };
 }
