@@ -96,6 +96,8 @@ pub struct Config {
     pub auth: crate::auth::settings::AuthSettings,
     pub email: crate::auth::settings::EmailSettings,
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// AI providers, models, timeouts, retries and fallbacks (see `providers::settings`).
+    pub providers: crate::providers::settings::ProviderSettings,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
     /// Settings that were invalid and fell back to their defaults (logged as warnings).
@@ -194,6 +196,11 @@ impl Config {
         let auth = crate::auth::settings::AuthSettings::from_source(src, &mut warnings);
         let email = crate::auth::settings::EmailSettings::from_source(src);
         let rate_limits = crate::rate_limit::RateLimits::from_source(src, &mut warnings);
+        let providers = crate::providers::settings::ProviderSettings::from_source(
+            src,
+            environment == Environment::Development,
+            &mut warnings,
+        );
 
         Config {
             environment,
@@ -204,6 +211,7 @@ impl Config {
             auth,
             email,
             rate_limits,
+            providers,
             problems,
             warnings,
         }

@@ -167,6 +167,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(crate::users::routes());
     all.extend(crate::api_keys::routes());
     all.extend(crate::email::routes());
+    all.extend(crate::models::routes());
+    all.extend(crate::openai_compat::routes());
     all
 }
 

@@ -26,6 +26,7 @@ pub mod anthropic;
 pub mod catalogue;
 pub mod gemini;
 pub mod openai;
+pub mod settings;
 pub mod sse;
 pub mod types;
 

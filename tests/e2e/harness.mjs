@@ -72,7 +72,12 @@ export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
   };
   const devVars = Object.entries(allVars)
     .filter(([, v]) => v !== undefined && v !== null)
-    .map(([k, v]) => `${k}=${JSON.stringify(String(v))}`)
+    // dotenv does not unescape \" inside double quotes, so a JSON value (CHAT_MODES, extra
+    // models…) goes in single quotes, which dotenv takes literally.
+    .map(([k, v]) => {
+      const s = String(v);
+      return /['\n\r]/.test(s) ? `${k}=${JSON.stringify(s)}` : `${k}='${s}'`;
+    })
     .join('\n');
   await writeFile(path.join(dir, '.dev.vars'), devVars + '\n');
 
