@@ -149,10 +149,28 @@ pub async fn enforce(cx: &Ctx, bucket: &str, key: &str, limit: Limit) -> ApiResu
         return Err(refusal(&decision));
     }
     // KV's minimum TTL is 60 s; the key outlives its window a little, which is harmless.
-    kv.put(&kv_key, (count + 1).to_string())?
-        .expiration_ttl(decision.reset_secs.max(60))
-        .execute()
-        .await?;
+    // KV also accepts about one write per second per key: a burst from one caller can have
+    // its increment refused. The request must not fail for that — the count is approximate
+    // by design — so a refused write is logged and the request goes on.
+    let write = match kv.put(&kv_key, (count + 1).to_string()) {
+        Ok(put) => {
+            put.expiration_ttl(decision.reset_secs.max(60))
+                .execute()
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(err) = write {
+        crate::logging::LogLine::new(
+            crate::config::LogLevel::Warn,
+            SystemClock.now_ms(),
+            "rate-limit counter not written",
+        )
+        .field("request_id", cx.request_id.as_str())
+        .field("bucket", bucket)
+        .field("error_detail", err.to_string())
+        .emit(cx.config.log_level);
+    }
     Ok(decision)
 }
 
