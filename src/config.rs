@@ -96,6 +96,8 @@ pub struct Config {
     pub auth: crate::auth::settings::AuthSettings,
     pub email: crate::auth::settings::EmailSettings,
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// Chat limits and modes (`MAX_MESSAGE_CHARS`, `CONTEXT_BUDGET_TOKENS`, `CHAT_MODES`).
+    pub chat: crate::chat::ChatSettings,
     /// AI providers, models, timeouts, retries and fallbacks (see `providers::settings`).
     pub providers: crate::providers::settings::ProviderSettings,
     /// Settings that make every request answer 503 until fixed.
@@ -196,6 +198,7 @@ impl Config {
         let auth = crate::auth::settings::AuthSettings::from_source(src, &mut warnings);
         let email = crate::auth::settings::EmailSettings::from_source(src);
         let rate_limits = crate::rate_limit::RateLimits::from_source(src, &mut warnings);
+        let chat = crate::chat::ChatSettings::from_source(src, &mut warnings);
         let providers = crate::providers::settings::ProviderSettings::from_source(
             src,
             environment == Environment::Development,
@@ -211,6 +214,7 @@ impl Config {
             auth,
             email,
             rate_limits,
+            chat,
             providers,
             problems,
             warnings,

@@ -5,8 +5,10 @@
 pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod context;
+pub mod conversations;
 pub mod db;
 pub mod email;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod ids;
 pub mod logging;
 pub mod meta;
 pub mod models;
+pub mod modes;
 pub mod openai_compat;
 pub mod openapi;
 pub mod platform;

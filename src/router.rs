@@ -169,6 +169,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(crate::email::routes());
     all.extend(crate::models::routes());
     all.extend(crate::openai_compat::routes());
+    all.extend(crate::conversations::routes());
+    all.extend(crate::modes::routes());
     all
 }
 
