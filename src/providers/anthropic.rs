@@ -71,35 +71,18 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
     }
     body.insert("stream".into(), req.stream.into());
 
-    let accept = if req.stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    let mut headers = vec![
-        header("content-type", "application/json"),
-        header("accept", accept),
-    ];
-    headers.extend(auth_headers(endpoint));
-    OutboundRequest {
-        method: "POST",
-        url: endpoint.url("v1/messages"),
-        headers,
-        body: Value::Object(body).to_string(),
-    }
+    OutboundRequest::post_json(
+        endpoint.url("v1/messages"),
+        req.stream,
+        auth_headers(endpoint),
+        Value::Object(body),
+    )
 }
 
 /// Builds `GET {base}/v1/models?limit=1000`: the largest page Anthropic allows, so one
 /// request returns every model and `has_more` can be ignored.
 pub fn models_request(endpoint: &ProviderEndpoint) -> OutboundRequest {
-    let mut headers = vec![header("accept", "application/json")];
-    headers.extend(auth_headers(endpoint));
-    OutboundRequest {
-        method: "GET",
-        url: endpoint.url("v1/models?limit=1000"),
-        headers,
-        body: String::new(),
-    }
+    OutboundRequest::get_json(endpoint.url("v1/models?limit=1000"), auth_headers(endpoint))
 }
 
 fn auth_headers(endpoint: &ProviderEndpoint) -> Vec<(String, String)> {

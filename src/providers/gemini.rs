@@ -70,38 +70,29 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
         body.insert("generationConfig".into(), generation_config.into());
     }
 
-    let (method, accept) = if req.stream {
-        (":streamGenerateContent?alt=sse", "text/event-stream")
+    let method = if req.stream {
+        ":streamGenerateContent?alt=sse"
     } else {
-        (":generateContent", "application/json")
+        ":generateContent"
     };
-    let mut headers = vec![
-        header("content-type", "application/json"),
-        header("accept", accept),
-    ];
-    headers.extend(auth_header(endpoint));
-    OutboundRequest {
-        method: "POST",
-        url: endpoint.url(&format!(
+    OutboundRequest::post_json(
+        endpoint.url(&format!(
             "{API_VERSION}/models/{}{method}",
             model_path_segment(&req.model)
         )),
-        headers,
-        body: Value::Object(body).to_string(),
-    }
+        req.stream,
+        auth_header(endpoint),
+        Value::Object(body),
+    )
 }
 
 /// Builds `GET {base}/v1beta/models?pageSize=1000`: the largest page Gemini serves, so one
 /// request lists every model and `nextPageToken` can be ignored.
 pub fn models_request(endpoint: &ProviderEndpoint) -> OutboundRequest {
-    let mut headers = vec![header("accept", "application/json")];
-    headers.extend(auth_header(endpoint));
-    OutboundRequest {
-        method: "GET",
-        url: endpoint.url(&format!("{API_VERSION}/models?pageSize=1000")),
-        headers,
-        body: String::new(),
-    }
+    OutboundRequest::get_json(
+        endpoint.url(&format!("{API_VERSION}/models?pageSize=1000")),
+        auth_header(endpoint),
+    )
 }
 
 fn auth_header(endpoint: &ProviderEndpoint) -> Option<(String, String)> {

@@ -57,34 +57,17 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
     if !req.stop.is_empty() {
         body.insert("stop".into(), req.stop.clone().into());
     }
-    let accept = if req.stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    let mut headers = vec![
-        header("content-type", "application/json"),
-        header("accept", accept),
-    ];
-    headers.extend(authorization(endpoint));
-    OutboundRequest {
-        method: "POST",
-        url: endpoint.url("chat/completions"),
-        headers,
-        body: Value::Object(body).to_string(),
-    }
+    OutboundRequest::post_json(
+        endpoint.url("chat/completions"),
+        req.stream,
+        authorization(endpoint),
+        Value::Object(body),
+    )
 }
 
 /// Builds `GET {base}/models`.
 pub fn models_request(endpoint: &ProviderEndpoint) -> OutboundRequest {
-    let mut headers = vec![header("accept", "application/json")];
-    headers.extend(authorization(endpoint));
-    OutboundRequest {
-        method: "GET",
-        url: endpoint.url("models"),
-        headers,
-        body: String::new(),
-    }
+    OutboundRequest::get_json(endpoint.url("models"), authorization(endpoint))
 }
 
 fn authorization(endpoint: &ProviderEndpoint) -> Option<(String, String)> {

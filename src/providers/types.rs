@@ -454,6 +454,47 @@ pub struct OutboundRequest {
 }
 
 impl OutboundRequest {
+    /// A JSON `POST` that accepts SSE when `stream` is set, JSON otherwise, with the
+    /// provider's authentication headers.
+    pub(crate) fn post_json(
+        url: String,
+        stream: bool,
+        auth: impl IntoIterator<Item = (String, String)>,
+        body: serde_json::Value,
+    ) -> OutboundRequest {
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut headers = vec![
+            header("content-type", "application/json"),
+            header("accept", accept),
+        ];
+        headers.extend(auth);
+        OutboundRequest {
+            method: "POST",
+            url,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// A `GET` of JSON (the model lists), with the provider's authentication headers.
+    pub(crate) fn get_json(
+        url: String,
+        auth: impl IntoIterator<Item = (String, String)>,
+    ) -> OutboundRequest {
+        let mut headers = vec![header("accept", "application/json")];
+        headers.extend(auth);
+        OutboundRequest {
+            method: "GET",
+            url,
+            headers,
+            body: String::new(),
+        }
+    }
+
     /// The value of the first header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
