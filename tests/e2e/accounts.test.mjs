@@ -213,6 +213,19 @@ describe('accounts (development worker, default settings)', () => {
     envelope(assert, await me(w, first.body.access_token), 401, 'session_revoked');
   });
 
+  test('checklist 8: refresh tokens have an absolute expiry that refreshing does not extend', async () => {
+    const u = await registerAndLogin(w);
+    const { claims } = decodeJwt(u.access_token);
+    const rows = await w.sql(`select created_at, expires_at from refresh_tokens where session_id = '${claims.sid}'`);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].expires_at - rows[0].created_at, 30 * 86_400_000, 'REFRESH_TOKEN_EXPIRE_DAYS defaults to 30');
+    const rotated = await refresh(w, u.refresh_token);
+    const after = await w.sql(`select expires_at from refresh_tokens where session_id = '${claims.sid}' and used_at is null`);
+    assert.equal(after[0].expires_at, rows[0].expires_at, 'the new token keeps the session\'s end');
+    await w.sql(`update refresh_tokens set expires_at = 1 where session_id = '${claims.sid}'`);
+    envelope(assert, await refresh(w, rotated.body.refresh_token), 401, 'refresh_token_invalid');
+  });
+
   test('checklist 7: two concurrent refreshes with one token: exactly one succeeds', async () => {
     const u = await registerAndLogin(w);
     const results = await Promise.all([refresh(w, u.refresh_token), refresh(w, u.refresh_token)]);
