@@ -147,7 +147,12 @@ pub fn resolve(
     settings: &providers::settings::ProviderSettings,
     name: &str,
 ) -> ApiResult<ResolvedModel> {
-    let id = settings.catalogue.canonical_id(name.trim());
+    let qualified;
+    let mut id = settings.catalogue.canonical_id(name.trim());
+    if let Some(q) = settings.catalogue.qualify_bare_name(id) {
+        qualified = q;
+        id = &qualified;
+    }
     if id == DEV_ECHO_MODEL && settings.dev_echo {
         return Ok(ResolvedModel {
             id: id.to_string(),

@@ -238,9 +238,17 @@ fn an_uncatalogued_model_of_a_configured_provider_passes_through() {
 }
 
 #[test]
+fn a_bare_openai_sdk_model_name_resolves_to_its_provider() {
+    let cfg = config();
+    let model = resolve(&cfg.providers, "gpt-4o").expect("resolves");
+    assert_eq!(model.id, "openai/gpt-4o");
+    assert_eq!(model.upstream_model, "gpt-4o");
+}
+
+#[test]
 fn unknown_models_are_404_model_not_found_naming_the_param() {
     let cfg = config();
-    for name in ["nope/model", "gpt-4o", "", "openai/"] {
+    for name in ["nope/model", "llama3.2", "", "openai/"] {
         let err = resolve(&cfg.providers, name).expect_err(name);
         assert_eq!((err.status, err.code), (404, "model_not_found"), "{name}");
         assert_eq!(err.field.as_deref(), Some("model"));

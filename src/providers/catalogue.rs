@@ -216,6 +216,34 @@ impl Catalogue {
             .map_or(alias_or_id, String::as_str)
     }
 
+    /// A `provider/model` id for a bare model name, so code written for one provider's SDK
+    /// (`model="gpt-4o"`, `"claude-3-5-haiku-latest"`, `"gemini-2.0-flash"`) works against
+    /// Threadline by changing only the base URL and key. A catalogued upstream name wins;
+    /// otherwise the name's family prefix names the provider. `None` for names with a `/`
+    /// or of no known family.
+    pub fn qualify_bare_name(&self, name: &str) -> Option<String> {
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        if let Some(model) = self.models.iter().find(|m| m.upstream == name) {
+            return Some(model.id.clone());
+        }
+        let lower = name.to_ascii_lowercase();
+        let provider = if ["gpt-", "chatgpt-", "o1", "o3", "o4"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            "openai"
+        } else if lower.starts_with("claude-") {
+            "anthropic"
+        } else if lower.starts_with("gemini-") {
+            "gemini"
+        } else {
+            return None;
+        };
+        Some(format!("{provider}/{name}"))
+    }
+
     /// The catalogued model an alias or id names, if any.
     pub fn resolve(&self, alias_or_id: &str) -> Option<&ModelInfo> {
         let id = self.canonical_id(alias_or_id);
@@ -332,6 +360,38 @@ mod tests {
             Some("GPT-4o")
         );
         assert_eq!(catalogue.resolve("slow"), None);
+    }
+
+    #[test]
+    fn bare_provider_model_names_are_qualified() {
+        let c = Catalogue::builtin();
+        assert_eq!(
+            c.qualify_bare_name("gpt-4o").as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            c.qualify_bare_name("gpt-4.1-mini").as_deref(),
+            Some("openai/gpt-4.1-mini")
+        );
+        assert_eq!(
+            c.qualify_bare_name("o3-mini").as_deref(),
+            Some("openai/o3-mini")
+        );
+        assert_eq!(
+            c.qualify_bare_name("claude-3-5-haiku-latest").as_deref(),
+            Some("anthropic/claude-3-5-haiku-latest")
+        );
+        assert_eq!(
+            c.qualify_bare_name("gemini-2.0-flash").as_deref(),
+            Some("gemini/gemini-2.0-flash")
+        );
+        assert_eq!(
+            c.qualify_bare_name("llama3.2"),
+            None,
+            "no family: the caller must say which server"
+        );
+        assert_eq!(c.qualify_bare_name("openai/gpt-4o"), None);
+        assert_eq!(c.qualify_bare_name(""), None);
     }
 
     #[test]

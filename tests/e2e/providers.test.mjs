@@ -345,8 +345,15 @@ describe('providers through the worker', () => {
     assert.equal(chatRequests('ollama')[0].body.model, 'qwen3:8b');
   });
 
+  test('a bare model name as OpenAI SDK code sends it (gpt-4o) reaches its provider', async () => {
+    const res = await chat({ model: 'gpt-4o' });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.model, 'openai/gpt-4o');
+    assert.equal(chatRequests('openai').at(-1).body.model, 'gpt-4o');
+  });
+
   test('an unknown model is 404 model_not_found with param model', async () => {
-    for (const model of ['nope/x', 'gpt-4o', 'dev/echo']) {
+    for (const model of ['nope/x', 'llama3.2', 'dev/echo']) {
       const res = await chat({ model });
       const e = envelope(assert, res, 404, 'model_not_found');
       assert.equal(e.param, 'model');
