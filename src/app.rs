@@ -62,6 +62,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
     let method_name = req.method().to_string();
     let path = req.path();
     let origin = req.headers().get("origin").ok().flatten();
+    let is_cors_request = origin.is_some();
     let cors_origin = origin
         .filter(|o| http::origin_allowed(&config.cors_origins, o))
         .map(|o| {
@@ -75,8 +76,10 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
     let mut route_label = "unmatched";
     let result: Result<Response, ApiError> = if let Some(problem) = config.problems.first() {
         Err(ApiError::misconfigured(problem.setting, &problem.problem))
-    } else if method_name == "OPTIONS" {
+    } else if method_name == "OPTIONS" && is_cors_request {
         preflight(cors_origin.is_some())
+    } else if method_name == "OPTIONS" {
+        options(&routes, &path)
     } else {
         match router::find(&routes, Method::parse(&method_name), &path) {
             RouteMatch::Found(route, params) => {
@@ -129,6 +132,20 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
     }
     line.emit(config.log_level);
     response
+}
+
+/// `OPTIONS` without an `Origin` (not a browser preflight): which methods the path accepts.
+fn options(routes: &[Route], path: &str) -> Result<Response, ApiError> {
+    match router::find(routes, None, path) {
+        RouteMatch::MethodNotAllowed(methods) => {
+            let mut names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+            names.push("OPTIONS");
+            let response = Response::empty()?.with_status(204);
+            response.headers().set("allow", &names.join(", "))?;
+            Ok(response)
+        }
+        _ => Err(ApiError::route_not_found("OPTIONS", path)),
+    }
 }
 
 /// `OPTIONS` from a browser: allowed origins get the CORS grant, others a 403 that says why.

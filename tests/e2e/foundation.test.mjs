@@ -47,6 +47,13 @@ describe('development worker', () => {
     assert.equal(res.headers.get('allow'), 'GET');
   });
 
+  test('OPTIONS without an Origin lists the allowed methods; on an unknown path it is 404', async () => {
+    const res = await fetch(`${w.url}/health`, { method: 'OPTIONS' });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('allow'), 'GET, OPTIONS');
+    envelope(assert, await call(w.url, 'OPTIONS', '/no/such/route'), 404, 'route_not_found');
+  });
+
   test('GET /openapi.json is an OpenAPI 3.1 document listing /health', async () => {
     const res = await call(w.url, 'GET', '/openapi.json');
     assert.equal(res.status, 200);
