@@ -170,6 +170,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(crate::models::routes());
     all.extend(crate::openai_compat::routes());
     all.extend(crate::conversations::routes());
+    all.extend(crate::chat::routes());
     all.extend(crate::modes::routes());
     all
 }

@@ -1,5 +1,6 @@
 //! The conversation routes. Handlers authenticate, validate with [`super::input`], call the
-//! [`ConversationStore`] and shape the answer; nothing else happens here.
+//! [`ConversationStore`] and shape the answer; nothing else happens here. The legacy aliases
+//! of some of them (ChronoChat's threads, LLM_MODES' chats) are in [`crate::chat::routes`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -99,7 +100,7 @@ fn message_cursor(order: Order) -> impl Fn(&Message) -> String {
 
 /// GET /api/conversations — the caller's conversations, newest activity first, filtered by
 /// `pinned`, `archived` and the full-text search `q`, a page at a time.
-async fn list(cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn list(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let query = ListQuery::parse(&cx.query_pairs())?;
     let rows = ConversationStore::new(&cx)?
@@ -116,7 +117,7 @@ async fn list(cx: Ctx) -> ApiResult<Response> {
 }
 
 /// POST /api/conversations — creates a conversation (all fields optional).
-async fn create(mut cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn create(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let body: CreateConversationBody = optional_json_body(&mut cx).await?;
     let new = NewConversation::from_body(body, choices(&cx))?;
@@ -133,7 +134,7 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// GET /api/conversations/{id} — the conversation and its latest `limit` messages.
-async fn show(cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn show(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let limit = recent_messages_limit(&cx.query_pairs())?;
@@ -187,7 +188,7 @@ async fn apply_patch(
 
 /// PATCH /api/conversations/{id} — rename, pin, archive, or change model, mode, system prompt
 /// or settings; `null` clears a nullable field.
-async fn update(mut cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn update(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let body: PatchConversationBody = json_body(&mut cx).await?;
@@ -196,7 +197,7 @@ async fn update(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// PUT /api/conversations/{id}/title — rename (kept for ChronoChat clients).
-async fn rename(mut cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn rename(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let body: TitleBody = json_body(&mut cx).await?;
@@ -205,7 +206,7 @@ async fn rename(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// DELETE /api/conversations/{id} — the conversation, its messages and its search entries.
-async fn delete(cx: Ctx) -> ApiResult<Response> {
+pub(crate) async fn delete(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     if !ConversationStore::new(&cx)?

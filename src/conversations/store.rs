@@ -32,13 +32,15 @@ macro_rules! message_columns {
     };
 }
 
-const SELECT_CONVERSATION: &str = concat!(
+/// One conversation by id and owner (`?1`, `?2`); also read by chat after storing a message.
+pub(crate) const SELECT_CONVERSATION: &str = concat!(
     "select ",
     conversation_columns!(),
     " from conversations where id = ?1 and user_id = ?2"
 );
 
-const INSERT_CONVERSATION: &str = "insert into conversations \
+/// Creates a conversation; chat creates one with its first message in the same batch.
+pub(crate) const INSERT_CONVERSATION: &str = "insert into conversations \
     (id, user_id, title, title_source, model, mode, system_prompt, settings, created_at, updated_at) \
     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
 
