@@ -31,6 +31,7 @@ help:
 	@echo "make test   - native, wasm and end-to-end tests"
 	@echo "make lint   - cargo fmt --check and clippy on host and wasm targets"
 	@echo "make deploy - build and wrangler deploy (see README, Deploy)"
+	@echo "make bench  - benchmark against Portkey and LiteLLM (~10 min); writes bench/RESULTS.md"
 
 ## ---- tools --------------------------------------------------------------------------------
 
@@ -117,6 +118,46 @@ fmt:
 deploy: build
 	wrangler d1 migrations apply threadline --remote
 	wrangler deploy
+
+## ---- benchmark (not part of `make test`; see README, Performance) ---------------------------
+
+.PHONY: bench bench-tools check-size
+
+# LiteLLM: the newest release whose dependencies all resolve from PyPI here (1.103.8 and later
+# require a certifi that PyPI does not serve yet). Installed into bench/.venv (git-ignored).
+LITELLM_VERSION := 1.103.5
+OHA_VERSION := 1.16.0
+BENCH_VENV := bench/.venv
+# npm and python3 as the system has them, without node_modules/.bin (Node 22) in front.
+SYSTEM_PATH := $(subst $(NODE_BIN):,,$(PATH))
+# The release bundle's budget, gzip (wasm + JS): the Free plan allows 3 MB, we allow 1 MiB.
+BUNDLE_BUDGET_BYTES := 1048576
+
+bench: build bench-tools
+	node bench/run.mjs
+
+# wrk from Debian's packages, or oha from crates.io where apt-get is unavailable; Portkey at
+# the version package.json pins; LiteLLM pinned into its own virtualenv.
+bench-tools: $(BENCH_VENV)/.litellm-$(LITELLM_VERSION)
+	@if ! command -v wrk >/dev/null && ! command -v oha >/dev/null; then \
+	  if command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; then :; \
+	  else cargo install oha --version $(OHA_VERSION) --locked; fi; fi
+	@want=$$(node -p "require('./package.json').devDependencies['@portkey-ai/gateway']"); \
+	have=$$(node -p "try { require('./node_modules/@portkey-ai/gateway/package.json').version } catch { '' }"); \
+	if [ "$$want" != "$$have" ]; then env PATH="$(SYSTEM_PATH)" npm install --no-audit --no-fund; fi
+
+$(BENCH_VENV)/.litellm-$(LITELLM_VERSION):
+	env PATH="$(SYSTEM_PATH)" python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	@touch $@
+
+# Fails when the release bundle (wasm + JS glue, gzip -9) is over its budget.
+check-size: build
+	@wasm=$$(gzip -9 -c build/index_bg.wasm | wc -c); \
+	js=$$(cat build/index.js build/worker/shim.mjs src/entry.mjs | gzip -9 | wc -c); \
+	total=$$((wasm + js)); \
+	echo "release bundle: $$total bytes gzip (wasm $$wasm + JS $$js); budget $(BUNDLE_BUDGET_BYTES)"; \
+	if [ $$total -gt $(BUNDLE_BUDGET_BYTES) ]; then echo "check-size: over the 1 MiB gzip budget" >&2; exit 1; fi
 
 clean:
 	rm -rf build target .tools
