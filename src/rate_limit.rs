@@ -148,29 +148,32 @@ pub async fn enforce(cx: &Ctx, bucket: &str, key: &str, limit: Limit) -> ApiResu
     if !decision.allowed {
         return Err(refusal(&decision));
     }
-    // KV's minimum TTL is 60 s; the key outlives its window a little, which is harmless.
-    // KV also accepts about one write per second per key: a burst from one caller can have
-    // its increment refused. The request must not fail for that — the count is approximate
-    // by design — so a refused write is logged and the request goes on.
-    let write = match kv.put(&kv_key, (count + 1).to_string()) {
-        Ok(put) => {
-            put.expiration_ttl(decision.reset_secs.max(60))
-                .execute()
-                .await
+    // The increment is written after the response, off the request's critical path: a KV
+    // write is a round trip to central storage in production, and the count is approximate
+    // anyway. KV's minimum TTL is 60 s, so the key outlives its window a little (harmless).
+    // KV also takes about one write per second per key: a refused write is logged, never a
+    // failed request.
+    let ttl = decision.reset_secs.max(60);
+    let request_id = cx.request_id.clone();
+    let log_level = cx.config.log_level;
+    let bucket = bucket.to_string();
+    cx.worker_ctx.wait_until(async move {
+        let write = match kv.put(&kv_key, (count + 1).to_string()) {
+            Ok(put) => put.expiration_ttl(ttl).execute().await,
+            Err(e) => Err(e),
+        };
+        if let Err(err) = write {
+            crate::logging::LogLine::new(
+                crate::config::LogLevel::Warn,
+                SystemClock.now_ms(),
+                "rate-limit counter not written",
+            )
+            .field("request_id", request_id.as_str())
+            .field("bucket", bucket.as_str())
+            .field("error_detail", err.to_string())
+            .emit(log_level);
         }
-        Err(e) => Err(e),
-    };
-    if let Err(err) = write {
-        crate::logging::LogLine::new(
-            crate::config::LogLevel::Warn,
-            SystemClock.now_ms(),
-            "rate-limit counter not written",
-        )
-        .field("request_id", cx.request_id.as_str())
-        .field("bucket", bucket)
-        .field("error_detail", err.to_string())
-        .emit(cx.config.log_level);
-    }
+    });
     Ok(decision)
 }
 
