@@ -432,7 +432,6 @@ fn kind_from_error_type(error_type: &str) -> Option<ProviderErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::sse::SseParser;
     use crate::providers::types::ChatMessage;
 
     const RECORDED_STREAM: &str = include_str!("fixtures/anthropic_basic_response.txt");
@@ -465,24 +464,10 @@ mod tests {
     }
 
     fn decode(input: &str) -> Vec<ProviderEvent> {
-        let mut parser = SseParser::new();
-        let mut decoder = AnthropicStreamDecoder::new();
-        let mut sse_events = parser.push(input.as_bytes());
-        sse_events.extend(parser.finish());
-        let mut events: Vec<ProviderEvent> = sse_events
-            .iter()
-            .flat_map(|event| decoder.on_event(event))
-            .collect();
-        events.extend(decoder.finish());
-        events
+        crate::providers::test_support::decode_all(&mut AnthropicStreamDecoder::new(), input)
     }
 
-    fn final_error(events: &[ProviderEvent]) -> ProviderError {
-        match events {
-            [.., ProviderEvent::Error(error)] => error.clone(),
-            other => panic!("expected a final error, got {other:?}"),
-        }
-    }
+    use crate::providers::test_support::final_error;
 
     #[test]
     fn request_goes_to_v1_messages_with_key_and_version_headers() {

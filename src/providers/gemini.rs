@@ -509,7 +509,6 @@ fn retry_delay(details: &[Value]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::sse::SseParser;
     use crate::providers::types::{ChatMessage, ProviderKind};
 
     /// Stored with LF; converted to the CRLF Gemini uses on the wire (see sse.rs tests).
@@ -547,24 +546,10 @@ mod tests {
     }
 
     fn decode(input: &str) -> Vec<ProviderEvent> {
-        let mut parser = SseParser::new();
-        let mut decoder = GeminiStreamDecoder::new();
-        let mut sse_events = parser.push(input.as_bytes());
-        sse_events.extend(parser.finish());
-        let mut events: Vec<ProviderEvent> = sse_events
-            .iter()
-            .flat_map(|event| decoder.on_event(event))
-            .collect();
-        events.extend(decoder.finish());
-        events
+        crate::providers::test_support::decode_all(&mut GeminiStreamDecoder::new(), input)
     }
 
-    fn final_error(events: &[ProviderEvent]) -> ProviderError {
-        match events {
-            [.., ProviderEvent::Error(error)] => error.clone(),
-            other => panic!("expected a final error, got {other:?}"),
-        }
-    }
+    use crate::providers::test_support::final_error;
 
     const INVALID_KEY_BODY: &str = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
 

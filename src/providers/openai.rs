@@ -405,7 +405,6 @@ fn classify(status: Option<u16>, error_type: &str, code: &str, message: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::sse::SseParser;
     use crate::providers::types::{ChatMessage, Role};
 
     const RECORDED_STREAM: &str = include_str!("fixtures/openai_stream.txt");
@@ -441,24 +440,10 @@ mod tests {
     }
 
     fn decode(input: &str) -> Vec<ProviderEvent> {
-        let mut parser = SseParser::new();
-        let mut decoder = OpenAiStreamDecoder::new();
-        let mut sse_events = parser.push(input.as_bytes());
-        sse_events.extend(parser.finish());
-        let mut events: Vec<ProviderEvent> = sse_events
-            .iter()
-            .flat_map(|event| decoder.on_event(event))
-            .collect();
-        events.extend(decoder.finish());
-        events
+        crate::providers::test_support::decode_all(&mut OpenAiStreamDecoder::new(), input)
     }
 
-    fn single_error(events: &[ProviderEvent]) -> ProviderError {
-        match events {
-            [.., ProviderEvent::Error(error)] => error.clone(),
-            other => panic!("expected a final error, got {other:?}"),
-        }
-    }
+    use crate::providers::test_support::final_error as single_error;
 
     #[test]
     fn request_goes_to_chat_completions_with_bearer_key() {
