@@ -195,9 +195,7 @@ struct OutboxRow {
 
 /// GET /debug/outbox?to=EMAIL — account email sent in development, newest first.
 async fn debug_outbox(cx: Ctx) -> ApiResult<Response> {
-    if !cx.config.is_development() {
-        return Err(ApiError::route_not_found("GET", cx.route));
-    }
+    crate::meta::development_only(&cx)?;
     let db = db::database(&cx)?;
     let rows: Vec<OutboxRow> = match cx.query("to") {
         Some(to) => {

@@ -121,7 +121,7 @@ async fn docs_asset(cx: Ctx) -> ApiResult<Response> {
 }
 
 /// Debug routes exist only in development; elsewhere they are indistinguishable from unknown routes.
-fn development_only(cx: &Ctx) -> ApiResult<()> {
+pub(crate) fn development_only(cx: &Ctx) -> ApiResult<()> {
     if cx.config.is_development() {
         Ok(())
     } else {

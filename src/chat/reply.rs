@@ -147,6 +147,24 @@ pub struct AssistantReply {
     pub created_at: u64,
 }
 
+impl AssistantReply {
+    /// The message as it reads once stored (`seq` is assigned by D1 and not needed by callers).
+    pub fn into_message(self) -> Message {
+        Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            role: crate::providers::Role::Assistant,
+            content: self.content,
+            model: self.model,
+            status: self.status,
+            usage: self.usage,
+            latency_ms: self.latency_ms,
+            created_at: self.created_at,
+            seq: 0,
+        }
+    }
+}
+
 /// Where replies are stored (D1 in the worker, memory in tests).
 pub trait ReplySink {
     fn store(&self, reply: AssistantReply) -> LocalBoxFuture<'_, ApiResult<Message>>;
@@ -511,7 +529,7 @@ impl<S: ReplySink> Recorder<S> {
 mod tests {
     use super::*;
     use crate::platform::FixedClock;
-    use crate::providers::{ProviderErrorKind, Role};
+    use crate::providers::ProviderErrorKind;
     use std::future::Future;
     use std::task::Waker;
 
@@ -529,18 +547,7 @@ mod tests {
                     return Err(ApiError::internal("D1 down"));
                 }
                 self.stored.borrow_mut().push(reply.clone());
-                Ok(Message {
-                    id: reply.id,
-                    conversation_id: reply.conversation_id,
-                    role: Role::Assistant,
-                    content: reply.content,
-                    model: reply.model,
-                    status: reply.status,
-                    usage: reply.usage,
-                    latency_ms: reply.latency_ms,
-                    created_at: reply.created_at,
-                    seq: 0,
-                })
+                Ok(reply.into_message())
             })
         }
     }

@@ -233,18 +233,7 @@ impl ReplySink for ChatStore {
                 // The conversation was deleted while the reply streamed.
                 return Err(ApiError::not_found());
             }
-            Ok(Message {
-                id: reply.id,
-                conversation_id: reply.conversation_id,
-                role: Role::Assistant,
-                content: reply.content,
-                model: reply.model,
-                status: reply.status,
-                usage: reply.usage,
-                latency_ms: reply.latency_ms,
-                created_at: reply.created_at,
-                seq: 0,
-            })
+            Ok(reply.into_message())
         })
     }
 }

@@ -5,8 +5,9 @@ use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
 use super::types::{
-    header, saturating_u32, ChatRequest, Completion, FinishReason, OutboundRequest,
-    ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role, StreamDecoder, Usage,
+    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
+    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role,
+    StreamDecoder, Usage,
 };
 
 /// Anthropic's base URL, *without* the version path, by the same convention as
@@ -370,11 +371,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
 pub fn parse_error(status: u16, retry_after_secs: Option<u64>, body: &str) -> ProviderError {
     let error = match serde_json::from_str::<Value>(body) {
         Ok(value) => error_from_json(&value, Some(status)),
-        Err(_) => ProviderError::from_upstream(
-            ProviderErrorKind::from_http_status(status),
-            "",
-            Some(status),
-        ),
+        Err(_) => error_from_status(status),
     };
     error.with_retry_after(retry_after_secs)
 }

@@ -5,8 +5,9 @@ use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
 use super::types::{
-    header, saturating_u32, ChatRequest, Completion, FinishReason, OutboundRequest,
-    ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role, StreamDecoder, Usage,
+    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
+    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role,
+    StreamDecoder, Usage,
 };
 
 /// Gemini's base URL, *without* the API version: the adapter appends
@@ -416,11 +417,7 @@ pub fn parse_error(status: u16, retry_after_secs: Option<u64>, body: &str) -> Pr
     let parsed = serde_json::from_str::<Value>(body).ok();
     let error = match parsed.as_ref().and_then(error_object) {
         Some(error) => error_from_object(error, Some(status)),
-        None => ProviderError::from_upstream(
-            ProviderErrorKind::from_http_status(status),
-            "",
-            Some(status),
-        ),
+        None => error_from_status(status),
     };
     let retry_after_secs = retry_after_secs.or(error.retry_after_secs);
     error.with_retry_after(retry_after_secs)

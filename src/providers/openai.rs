@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
 use super::types::{
-    header, saturating_u32, ChatRequest, Completion, FinishReason, OutboundRequest,
-    ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, ProviderKind, StreamDecoder,
-    Usage,
+    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
+    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent,
+    ProviderKind, StreamDecoder, Usage,
 };
 
 /// OpenAI's base URL. By the same convention as the OpenAI SDKs' `base_url`, it includes
@@ -311,12 +311,7 @@ impl StreamDecoder for OpenAiStreamDecoder {
 pub fn parse_error(status: u16, retry_after_secs: Option<u64>, body: &str) -> ProviderError {
     let error = match serde_json::from_str::<Value>(body) {
         Ok(value) => error_from_json(&value, Some(status)),
-        // HTML from a proxy or plain text: its content is not worth relaying.
-        Err(_) => ProviderError::from_upstream(
-            ProviderErrorKind::from_http_status(status),
-            "",
-            Some(status),
-        ),
+        Err(_) => error_from_status(status),
     };
     error.with_retry_after(retry_after_secs)
 }

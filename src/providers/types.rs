@@ -508,6 +508,16 @@ pub(crate) fn header(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_owned(), value.into())
 }
 
+/// The error for a body with no usable error object (HTML from a proxy, plain text, or JSON
+/// of another shape): its content is not worth relaying, so the status alone decides.
+pub(crate) fn error_from_status(status: u16) -> ProviderError {
+    ProviderError::from_upstream(
+        ProviderErrorKind::from_http_status(status),
+        "",
+        Some(status),
+    )
+}
+
 /// Which wire format an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
