@@ -6,13 +6,16 @@ use std::rc::Rc;
 
 use worker::{Env, Request, Response};
 
-use crate::config::{Config, LogLevel};
-use crate::context::Ctx;
-use crate::error::ApiError;
-use crate::http;
-use crate::logging::LogLine;
-use crate::platform::{Clock, SystemClock};
-use crate::router::{self, Method, Route, RouteMatch};
+use crate::config::Config;
+use crate::http::ctx::Ctx;
+use crate::http::error::ApiError;
+use crate::http::response;
+use crate::http::router::{self, Method, Route, RouteMatch};
+use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::ids::{is_acceptable_request_id, new_request_id};
+use crate::platform::logging::LogLevel;
+use crate::platform::logging::LogLine;
+use crate::platform::random::random_bytes;
 
 /// Configuration and the route table, shared by every request of an isolate.
 type IsolateState = (Rc<Config>, Rc<Vec<Route>>);
@@ -27,11 +30,7 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
     if let Some(state) = STATE.with(|s| s.borrow().clone()) {
         return state;
     }
-    let config = Config::from_source(env, || {
-        crate::platform::random_bytes::<32>()
-            .map(|b| b.to_vec())
-            .unwrap_or_else(|_| vec![0; 32])
-    });
+    let config = Config::from_source(env, || random_bytes::<32>().map(|b| b.to_vec()));
     for warning in &config.warnings {
         LogLine::new(LogLevel::Warn, now_ms, "configuration")
             .field("warning", warning.as_str())
@@ -43,7 +42,7 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
             .field("problem", problem.problem.as_str())
             .emit(config.log_level);
     }
-    let state = (Rc::new(config), Rc::new(router::routes()));
+    let state = (Rc::new(config), Rc::new(crate::routes::routes()));
     STATE.with(|s| *s.borrow_mut() = Some(state.clone()));
     state
 }
@@ -51,20 +50,28 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
 /// Answers one request. Never fails: every error becomes the JSON envelope.
 pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Response {
     let started_ms = SystemClock.now_ms();
-    let request_id = req
+    let client_request_id = req
         .headers()
         .get("x-request-id")
         .ok()
         .flatten()
-        .filter(|id| http::is_acceptable_request_id(id))
-        .unwrap_or_else(http::new_request_id);
+        .filter(|id| is_acceptable_request_id(id));
+    // Without secure randomness nothing this request might issue would be safe: it fails
+    // (500), under an id made from the clock so the failure can still be traced.
+    let (request_id, no_randomness) = match client_request_id {
+        Some(id) => (id, None),
+        None => match new_request_id() {
+            Ok(id) => (id, None),
+            Err(err) => (format!("t{started_ms:x}"), Some(ApiError::from(err))),
+        },
+    };
     let (config, routes) = isolate_state(&env, started_ms);
     let method_name = req.method().to_string();
     let path = req.path();
     let origin = req.headers().get("origin").ok().flatten();
     let is_cors_request = origin.is_some();
     let cors_origin = origin
-        .filter(|o| http::origin_allowed(&config.cors_origins, o))
+        .filter(|o| response::origin_allowed(&config.cors_origins, o))
         .map(|o| {
             if config.cors_origins.iter().any(|a| a == "*") {
                 "*".to_string()
@@ -74,7 +81,9 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
         });
 
     let mut route_label = "unmatched";
-    let result: Result<Response, ApiError> = if let Some(problem) = config.problems.first() {
+    let result: Result<Response, ApiError> = if let Some(err) = no_randomness {
+        Err(err)
+    } else if let Some(problem) = config.problems.first() {
         Err(ApiError::misconfigured(problem.setting, &problem.problem))
     } else if method_name == "OPTIONS" && is_cors_request {
         preflight(cors_origin.is_some())
@@ -105,9 +114,9 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
 
     let (mut response, error) = match result {
         Ok(response) => (response, None),
-        Err(err) => (http::error_response(&err, &request_id), Some(err)),
+        Err(err) => (response::error_response(&err, &request_id), Some(err)),
     };
-    let _ = http::finish_headers(response.headers_mut(), &request_id, cors_origin.as_deref());
+    let _ = response::finish_headers(response.headers_mut(), &request_id, cors_origin.as_deref());
 
     let status = response.status_code();
     let level = match status {
@@ -158,8 +167,8 @@ fn preflight(origin_allowed: bool) -> Result<Response, ApiError> {
     }
     let response = Response::empty()?.with_status(204);
     let headers = response.headers();
-    headers.set("access-control-allow-methods", http::CORS_ALLOW_METHODS)?;
-    headers.set("access-control-allow-headers", http::CORS_ALLOW_HEADERS)?;
+    headers.set("access-control-allow-methods", response::CORS_ALLOW_METHODS)?;
+    headers.set("access-control-allow-headers", response::CORS_ALLOW_HEADERS)?;
     headers.set("access-control-max-age", "600")?;
     Ok(response)
 }

@@ -6,13 +6,13 @@
 
 use serde::Deserialize;
 
-use crate::auth::access_token::{TokenError, TokenSigner, TokenType};
-use crate::auth::secrets::{is_api_key_format, sha256_hex};
+use crate::auth::crypto::access_token::{TokenError, TokenSigner, TokenType};
+use crate::auth::crypto::secrets::{is_api_key_format, sha256_hex};
 use crate::auth::sessions::SessionStore;
-use crate::context::Ctx;
-use crate::db::{self, Val};
-use crate::error::{ApiError, ApiResult};
-use crate::platform::{Clock, SystemClock};
+use crate::http::ctx::Ctx;
+use crate::http::error::{ApiError, ApiResult};
+use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::d1::{self, Val};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +101,9 @@ async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
         expires_at: Option<u64>,
         last_used_at: Option<u64>,
     }
-    let db = db::database(cx)?;
+    let db = d1::database(cx)?;
     let now_ms = SystemClock.now_ms();
-    let row: Option<Row> = db::first(
+    let row: Option<Row> = d1::first(
         &db,
         "select id, user_id, expires_at, last_used_at from api_keys where key_hash = ?1 and revoked_at is null",
         &[Val::from(&sha256_hex(key))],
@@ -123,7 +123,7 @@ async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
     {
         let id = row.id.clone();
         cx.worker_ctx.wait_until(async move {
-            let _ = db::execute(
+            let _ = d1::execute(
                 &db,
                 "update api_keys set last_used_at = ?1 where id = ?2",
                 &[Val::from(now_ms), Val::from(&id)],

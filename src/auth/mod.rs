@@ -1,18 +1,19 @@
-//! Authentication building blocks: password policy and hashing, signed access tokens, TOTP
-//! two-factor codes, and random secrets.
+//! Accounts: users, sessions, access tokens, email links, MFA and API keys.
 //!
-//! Everything here is pure: the clock arrives as `now_unix_secs` and randomness through
-//! [`secrets::RandomSource`], so the whole module is tested natively with `cargo test`, and
-//! the Worker glue that supplies real time and `getrandom` stays thin.
+//! - [`crypto`]: the pure building blocks (password policy and hashing, signed access
+//!   tokens, TOTP, random secrets); the clock arrives as a number and randomness through a
+//!   `RandomSource`, so they are tested natively and never name `worker`.
+//! - [`settings`]: the operator's settings for accounts and email.
+//! - [`store`]: every SQL statement on accounts (users, password history, lockouts, email
+//!   tokens, MFA recovery codes, API keys).
+//! - [`sessions`]: sessions and rotating refresh tokens over a small storage seam.
+//! - [`guard`]: who is calling (access token or API key). [`email`]: sending mail.
+//! - [`routes`]: the HTTP handlers.
 
-pub mod access_token;
-pub mod accounts;
+pub mod crypto;
+pub mod email;
 pub mod guard;
-pub mod mfa;
-pub mod password_hash;
-pub mod password_policy;
 pub mod routes;
-pub mod secrets;
 pub mod sessions;
 pub mod settings;
-pub mod totp;
+pub mod store;

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 use worker::D1Database;
 
-use crate::auth::secrets::{random_token, sha256_hex, TOKEN_BYTES};
-use crate::db::{self, Val};
-use crate::error::{ApiError, ApiResult};
-use crate::ids::SystemRandom;
+use crate::auth::crypto::secrets::{random_token, sha256_hex, TOKEN_BYTES};
+use crate::http::error::{ApiError, ApiResult};
+use crate::platform::d1::{self, Val};
+use crate::platform::random::SystemRandom;
 
 /// What KV holds for a session. The JSON shape is pinned by a test: records written by one
 /// deployment must be readable by the next.
@@ -65,7 +65,8 @@ fn user_marker_key(user_id: &str, id: &str) -> String {
 /// The session id part of a refresh token, if the token is well-formed.
 pub fn session_id_of(refresh_token: &str) -> Option<&str> {
     let (sid, secret) = refresh_token.split_once('.')?;
-    (crate::ids::is_valid_id(sid) && secret.len() >= 40 && secret.len() <= 64).then_some(sid)
+    (crate::platform::ids::is_valid_id(sid) && secret.len() >= 40 && secret.len() <= 64)
+        .then_some(sid)
 }
 
 fn ttl_secs(expires_at_ms: u64, now_ms: u64) -> u64 {
@@ -75,10 +76,10 @@ fn ttl_secs(expires_at_ms: u64, now_ms: u64) -> u64 {
 }
 
 impl SessionStore {
-    pub fn new(cx: &crate::context::Ctx) -> ApiResult<SessionStore> {
+    pub fn new(cx: &crate::http::ctx::Ctx) -> ApiResult<SessionStore> {
         Ok(SessionStore {
             kv: cx.env.kv("KV")?,
-            db: db::database(cx)?,
+            db: d1::database(cx)?,
         })
     }
 
@@ -97,9 +98,9 @@ impl SessionStore {
         let token = format!(
             "{}.{}",
             session.id,
-            random_token(&mut SystemRandom, TOKEN_BYTES)
+            random_token(&mut SystemRandom, TOKEN_BYTES)?
         );
-        db::execute(
+        d1::execute(
             &self.db,
             "insert into refresh_tokens (token_hash, session_id, user_id, created_at, expires_at) values (?1, ?2, ?3, ?4, ?5)",
             &[
@@ -123,7 +124,7 @@ impl SessionStore {
         lifetime_secs: u64,
     ) -> ApiResult<(Session, String)> {
         let session = Session {
-            id: crate::ids::new_id(now_ms)?,
+            id: crate::platform::ids::new_id(now_ms)?,
             user_id: user_id.to_string(),
             created_at: now_ms,
             last_used_at: now_ms,
@@ -171,7 +172,7 @@ impl SessionStore {
         };
         let hash = sha256_hex(refresh_token);
         // The compare-and-set: of concurrent refreshes with one token, exactly one changes the row.
-        let won = db::execute(
+        let won = d1::execute(
             &self.db,
             "update refresh_tokens set used_at = ?1 where token_hash = ?2 and session_id = ?3 and used_at is null and expires_at > ?1",
             &[Val::from(now_ms), Val::from(&hash), Val::from(sid)],
@@ -191,7 +192,7 @@ impl SessionStore {
             user_id: String,
             used_at: Option<u64>,
         }
-        let row: Option<Row> = db::first(
+        let row: Option<Row> = d1::first(
             &self.db,
             "select user_id, used_at from refresh_tokens where token_hash = ?1 and session_id = ?2",
             &[Val::from(&hash), Val::from(sid)],
@@ -211,7 +212,7 @@ impl SessionStore {
 
     /// Ends one session: its access tokens fail at the next request, its refresh tokens at once.
     pub async fn revoke(&self, user_id: &str, id: &str) -> ApiResult<()> {
-        db::execute(
+        d1::execute(
             &self.db,
             "delete from refresh_tokens where session_id = ?1",
             &[Val::from(id)],
@@ -264,7 +265,7 @@ impl SessionStore {
     pub async fn revoke_all(&self, user_id: &str, keep: Option<&str>) -> ApiResult<()> {
         match keep {
             Some(k) => {
-                db::execute(
+                d1::execute(
                     &self.db,
                     "delete from refresh_tokens where user_id = ?1 and session_id != ?2",
                     &[Val::from(user_id), Val::from(k)],
@@ -272,7 +273,7 @@ impl SessionStore {
                 .await?
             }
             None => {
-                db::execute(
+                d1::execute(
                     &self.db,
                     "delete from refresh_tokens where user_id = ?1",
                     &[Val::from(user_id)],

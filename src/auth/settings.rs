@@ -2,9 +2,9 @@
 //! users of the services Threadline replaces already set (`ACCESS_TOKEN_EXPIRE_MINUTES`,
 //! `MAX_LOGIN_ATTEMPTS`).
 
-use crate::auth::password_hash::{parse_params, Argon2Params};
-use crate::auth::password_policy::PasswordPolicy;
-use crate::config::{parse_number, ConfigSource};
+use crate::auth::crypto::password_hash::{parse_params, Argon2Params};
+use crate::auth::crypto::password_policy::PasswordPolicy;
+use crate::config::source::{parse_number, ConfigSource};
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {

@@ -20,7 +20,7 @@
 //! anything else), so a history that would start with an assistant turn loses it, and
 //! consecutive turns of one role — a user who sent twice after a failed reply — are joined.
 
-use crate::providers::{ChatMessage, Role};
+use crate::providers::wire::{ChatMessage, Role};
 
 /// Tokens counted for each message on top of its text (role markers and separators).
 pub const MESSAGE_OVERHEAD_TOKENS: u32 = 4;

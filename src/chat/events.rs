@@ -18,8 +18,8 @@
 use serde::Serialize;
 
 use crate::conversations::model::{Conversation, Message};
-use crate::error::ApiError;
-use crate::providers::Usage;
+use crate::http::error::ApiError;
+use crate::providers::wire::Usage;
 
 /// One event of a chat stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,7 +84,7 @@ impl ChatStreamEvent {
 mod tests {
     use super::*;
     use crate::conversations::model::{MessageStatus, TitleSource};
-    use crate::providers::Role;
+    use crate::providers::wire::Role;
     use serde_json::{json, Value};
 
     fn message(role: Role, content: &str) -> Message {

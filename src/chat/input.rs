@@ -18,11 +18,12 @@
 use serde::Deserialize;
 
 use crate::conversations::input::{
-    validate_message_content, validate_mode, validate_model, validate_system_prompt,
+    validate_message_content, validate_mode, validate_system_prompt,
 };
-use crate::error::{ApiError, ApiResult};
-use crate::ids::is_valid_id;
-use crate::modes::ModeCatalogue;
+use crate::http::error::{ApiError, ApiResult};
+use crate::modes::catalogue::ModeCatalogue;
+use crate::platform::ids::is_valid_id;
+use crate::providers::resolve::validate_model;
 
 /// The body of every send route.
 #[derive(Debug, Default, Deserialize)]
@@ -146,7 +147,7 @@ impl ChatInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::parse_json;
+    use crate::http::ctx::parse_json;
 
     const ID: &str = "0123456789abcdef0123456789abcdef";
     const OTHER: &str = "fedcba9876543210fedcba9876543210";

@@ -17,13 +17,13 @@
 //! operator setting), so it is a 422 naming `model` — `model_not_found` or
 //! `provider_unavailable` — checked before anything is stored.
 
-use super::ChatSettings;
+use super::settings::ChatSettings;
 use crate::conversations::input::generation_settings;
 use crate::conversations::model::Conversation;
-use crate::error::{ApiError, ApiResult};
-use crate::modes::{GenerationSettings, DEFAULT_MODE};
-use crate::provider_client;
+use crate::http::error::{ApiError, ApiResult};
+use crate::modes::catalogue::{GenerationSettings, DEFAULT_MODE};
 use crate::providers::catalogue::DEFAULT_CONTEXT_WINDOW;
+use crate::providers::resolve;
 use crate::providers::settings::{ProviderSettings, DEV_ECHO_MODEL};
 
 /// The most tokens kept free for the reply when the settings do not say (`max_tokens`).
@@ -72,9 +72,10 @@ fn fallback_model(
 
 /// A model the deployment can call now, or the 422 that says why not.
 pub fn usable_model(providers: &ProviderSettings, model: &str) -> ApiResult<()> {
-    provider_client::resolve(providers, model)
+    resolve::resolve(providers, model)
         .map(|_| ())
-        .map_err(|mut err| {
+        .map_err(|err| {
+            let mut err = ApiError::from(err);
             if err.status != 500 {
                 err.status = 422;
             }

@@ -53,13 +53,14 @@ use futures::stream::{LocalBoxStream, Stream};
 use futures::{FutureExt, StreamExt};
 
 use super::events::ChatStreamEvent;
-use crate::config::LogLevel;
-use crate::conversations::model::{Message, MessageStatus};
-use crate::error::{ApiError, ApiResult};
-use crate::logging::LogLine;
-use crate::platform::Clock;
-use crate::provider_client::{self, ClientDisconnect};
-use crate::providers::{FinishReason, ProviderError, ProviderEvent, Usage};
+use crate::conversations::model::{AssistantReply, Message, MessageStatus};
+use crate::http::error::{ApiError, ApiResult};
+use crate::platform::clock::Clock;
+use crate::platform::logging::LogLevel;
+use crate::platform::logging::LogLine;
+use crate::providers::client::disconnect::ClientDisconnect;
+use crate::providers::client::failure::provider_error;
+use crate::providers::wire::{FinishReason, ProviderError, ProviderEvent, Usage};
 
 /// A provider stream that has begun: the model that answers (after any fallback), its
 /// provider (for error messages) and its events.
@@ -130,37 +131,6 @@ pub fn outcome(log: &ReplyLog, end: &ReplyEnd) -> Option<(MessageStatus, String)
         }
         ReplyEnd::ClientGone => {
             Some((MessageStatus::Partial, log.delivered.clone())).filter(|(_, t)| !t.is_empty())
-        }
-    }
-}
-
-/// An assistant message about to be stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssistantReply {
-    pub id: String,
-    pub conversation_id: String,
-    pub content: String,
-    pub model: Option<String>,
-    pub status: MessageStatus,
-    pub usage: Option<Usage>,
-    pub latency_ms: Option<u64>,
-    pub created_at: u64,
-}
-
-impl AssistantReply {
-    /// The message as it reads once stored (`seq` is assigned by D1 and not needed by callers).
-    pub fn into_message(self) -> Message {
-        Message {
-            id: self.id,
-            conversation_id: self.conversation_id,
-            role: crate::providers::Role::Assistant,
-            content: self.content,
-            model: self.model,
-            status: self.status,
-            usage: self.usage,
-            latency_ms: self.latency_ms,
-            created_at: self.created_at,
-            seq: 0,
         }
     }
 }
@@ -289,7 +259,7 @@ impl ReplyRelay {
 
     /// A provider error, as the API reports it.
     fn provider_failure(&self, error: &ProviderError) -> ApiError {
-        provider_client::provider_error(&self.provider, error)
+        provider_error(&self.provider, error)
     }
 
     /// Whether the stream has been idle for the keepalive interval (arming the timer first).
@@ -528,8 +498,8 @@ impl<S: ReplySink> Recorder<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::FixedClock;
-    use crate::providers::ProviderErrorKind;
+    use crate::platform::clock::FixedClock;
+    use crate::providers::wire::ProviderErrorKind;
     use std::future::Future;
     use std::task::Waker;
 

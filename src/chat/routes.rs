@@ -1,27 +1,40 @@
-//! The chat routes, and the routes that clients of the services Threadline replaces know.
+//! The send routes, and the aliases that clients of the services Threadline replaces know.
 //!
-//! The aliases are thin: each points at the handler of the native route, so they cannot
-//! drift apart. Bodies accept both services' field names (see [`super::input`]).
+//! Handlers authenticate, apply the per-user chat limit (`RATE_LIMIT_CHAT`, 429 +
+//! Retry-After), validate the body ([`super::input`]), build the worker's side of the turn's
+//! seams — D1, the provider client, `ctx.wait_until` — and hand over to [`super::turn`].
+//! Bodies accept every replaced service's field names.
 //!
 //! | alias | service | native route |
 //! |---|---|---|
 //! | `POST /chat` | ThreadFlow | `POST /api/chat` |
 //! | `POST /api/chat/send` | ChronoChat | `POST /api/chat` |
-//! | `GET /api/chat/threads` | ChronoChat | `GET /api/conversations` |
-//! | `GET /api/chat/threads/{id}` | ChronoChat | `GET /api/conversations/{id}` |
-//! | `DELETE /api/chat/threads/{id}` | ChronoChat | `DELETE /api/conversations/{id}` |
-//! | `PUT /api/chat/threads/{id}/title` | ChronoChat | `PUT /api/conversations/{id}/title` |
-//! | `GET /api/chats` | LLM_MODES | `GET /api/conversations` |
-//! | `POST /api/chats` | LLM_MODES | `POST /api/conversations` |
-//! | `GET /api/chats/{id}` | LLM_MODES | `GET /api/conversations/{id}` |
-//! | `PUT /api/chats/{id}` | LLM_MODES | `PATCH /api/conversations/{id}` |
-//! | `DELETE /api/chats/{id}` | LLM_MODES | `DELETE /api/conversations/{id}` |
 //! | `POST /api/chats/{id}/messages` | LLM_MODES | `POST /api/conversations/{id}/messages` |
 
-use super::send;
-use crate::conversations::routes as conversations;
-use crate::handler;
-use crate::router::{Method, Route};
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use worker::Response;
+
+use super::input::{ChatBody, ChatInput};
+use super::reply::{Connect, Connected, Keepalive};
+use super::turn::{
+    self, Background, Completed, ConversationRepository, ModelClient, Turn, TurnReply,
+};
+use crate::auth::guard::authenticate;
+use crate::conversations::input::HistoryQuery;
+use crate::conversations::model::{AssistantReply, Conversation, Message};
+use crate::conversations::routes::path_id;
+use crate::conversations::store::{ConversationStore, Destination, UserMessage};
+use crate::http::ctx::Ctx;
+use crate::http::error::ApiResult;
+use crate::http::response;
+use crate::http::router::{handler, Method, Route};
+use crate::platform::clock::SystemClock;
+use crate::providers::client::disconnect::ClientDisconnect;
+use crate::providers::client::{event_stream_response, ProviderClient};
+use crate::providers::wire::ChatRequest;
+use crate::rate_limit::kv as rate_limit;
 
 pub fn routes() -> Vec<Route> {
     use Method::*;
@@ -29,36 +42,163 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Post,
             "/api/conversations/{id}/messages",
-            handler!(send::send_in_conversation),
+            handler!(send_in_conversation),
         ),
-        Route::new(Post, "/api/chat", handler!(send::chat)),
-        Route::new(Post, "/api/chat/stream", handler!(send::chat_stream)),
+        Route::new(Post, "/api/chat", handler!(chat)),
+        Route::new(Post, "/api/chat/stream", handler!(chat_stream)),
         // ThreadFlow
-        Route::new(Post, "/chat", handler!(send::chat)),
+        Route::new(Post, "/chat", handler!(chat)),
         // ChronoChat
-        Route::new(Post, "/api/chat/send", handler!(send::chat)),
-        Route::new(Get, "/api/chat/threads", handler!(conversations::list)),
-        Route::new(Get, "/api/chat/threads/{id}", handler!(conversations::show)),
-        Route::new(
-            Delete,
-            "/api/chat/threads/{id}",
-            handler!(conversations::delete),
-        ),
-        Route::new(
-            Put,
-            "/api/chat/threads/{id}/title",
-            handler!(conversations::rename),
-        ),
+        Route::new(Post, "/api/chat/send", handler!(chat)),
         // LLM_MODES
-        Route::new(Get, "/api/chats", handler!(conversations::list)),
-        Route::new(Post, "/api/chats", handler!(conversations::create)),
-        Route::new(Get, "/api/chats/{id}", handler!(conversations::show)),
-        Route::new(Put, "/api/chats/{id}", handler!(conversations::update)),
-        Route::new(Delete, "/api/chats/{id}", handler!(conversations::delete)),
         Route::new(
             Post,
             "/api/chats/{id}/messages",
-            handler!(send::send_in_conversation),
+            handler!(send_in_conversation),
         ),
     ]
+}
+
+/// POST /api/conversations/{id}/messages — sends a message in a conversation (also
+/// `POST /api/chats/{id}/messages`, LLM_MODES).
+async fn send_in_conversation(cx: Ctx) -> ApiResult<Response> {
+    let id = path_id(&cx)?;
+    send(cx, Some(id), false).await
+}
+
+/// POST /api/chat — sends a message, in a new conversation unless `conversation_id` names
+/// one (also `POST /chat`, ThreadFlow, and `POST /api/chat/send`, ChronoChat).
+async fn chat(cx: Ctx) -> ApiResult<Response> {
+    send(cx, None, false).await
+}
+
+/// POST /api/chat/stream — as `POST /api/chat`, always streamed.
+async fn chat_stream(cx: Ctx) -> ApiResult<Response> {
+    send(cx, None, true).await
+}
+
+async fn send(mut cx: Ctx, path: Option<String>, force_stream: bool) -> ApiResult<Response> {
+    let principal = authenticate(&cx).await?;
+    let user_id = principal.user_id;
+    rate_limit::enforce(&cx, "chat", &user_id, cx.config.rate_limits.chat_per_user).await?;
+    let body: ChatBody = cx.json().await?;
+    let input = ChatInput::from_body(
+        body,
+        path.as_deref(),
+        force_stream,
+        cx.config.chat.max_message_chars,
+        &cx.config.chat.modes,
+    )?;
+    let repository = Rc::new(ConversationStore::new(&cx)?);
+    let model = Rc::new(ProviderClient::new(&cx));
+    let keepalive_ms = cx.config.chat.stream_keepalive_ms;
+    let turn = Turn {
+        user_id: &user_id,
+        input,
+        chat: &cx.config.chat,
+        providers: &cx.config.providers,
+        request_id: &cx.request_id,
+        log_level: cx.config.log_level,
+        clock: Rc::new(SystemClock),
+        keepalive: (keepalive_ms > 0).then(|| Keepalive {
+            interval_ms: keepalive_ms,
+            sleep: Rc::new(|ms| {
+                Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+            }),
+        }),
+    };
+    match turn::run(turn, repository, model, &WaitUntil(&cx)).await? {
+        TurnReply::Streamed(relay) => event_stream_response(relay),
+        TurnReply::Complete(sent) => response::json(200, &sent),
+    }
+}
+
+/// `ctx.wait_until`: the job runs to the end even after the response has been sent.
+struct WaitUntil<'a>(&'a Ctx);
+
+impl Background for WaitUntil<'_> {
+    fn spawn(&self, job: LocalBoxFuture<'static, ()>) {
+        self.0.worker_ctx.wait_until(job);
+    }
+}
+
+impl ConversationRepository for ConversationStore {
+    fn history_page<'a>(
+        &'a self,
+        user_id: &'a str,
+        id: &'a str,
+        page: HistoryQuery,
+    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Vec<Message>)>>> {
+        Box::pin(self.get_with_messages(user_id, id, page))
+    }
+
+    fn add_user_message<'a>(
+        &'a self,
+        user_id: &'a str,
+        to: Destination<'a>,
+        message: &'a UserMessage,
+    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Message)>>> {
+        Box::pin(ConversationStore::add_user_message(
+            self, user_id, to, message,
+        ))
+    }
+
+    fn add_reply<'a>(
+        &'a self,
+        user_id: &'a str,
+        reply: AssistantReply,
+    ) -> LocalBoxFuture<'a, ApiResult<Message>> {
+        Box::pin(ConversationStore::add_reply(self, user_id, reply))
+    }
+
+    fn conversation<'a>(
+        &'a self,
+        user_id: &'a str,
+        id: &'a str,
+    ) -> LocalBoxFuture<'a, ApiResult<Option<Conversation>>> {
+        Box::pin(self.get(user_id, id))
+    }
+
+    fn replace_generated_title<'a>(
+        &'a self,
+        user_id: &'a str,
+        id: &'a str,
+        from: &'a str,
+        to: &'a str,
+    ) -> LocalBoxFuture<'a, ApiResult<bool>> {
+        Box::pin(ConversationStore::replace_generated_title(
+            self, user_id, id, from, to,
+        ))
+    }
+}
+
+impl ModelClient for ProviderClient {
+    fn stream(self: Rc<Self>, model: String, request: ChatRequest) -> Connect {
+        Box::pin(async move {
+            let stream = ProviderClient::stream(&self, &model, request).await?;
+            Ok(Connected {
+                model: stream.model().id.clone(),
+                provider: stream.model().provider.clone(),
+                events: Box::pin(stream),
+            })
+        })
+    }
+
+    fn complete(
+        self: Rc<Self>,
+        model: String,
+        request: ChatRequest,
+    ) -> LocalBoxFuture<'static, ApiResult<Completed>> {
+        Box::pin(async move {
+            let answer = ProviderClient::complete(&self, &model, request).await?;
+            Ok(Completed {
+                model: answer.model.id,
+                completion: answer.completion,
+            })
+        })
+    }
+
+    fn disconnect(&self) -> ClientDisconnect {
+        ProviderClient::disconnect(self).clone()
+    }
 }

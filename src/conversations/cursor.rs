@@ -8,8 +8,8 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
-use crate::error::{ApiError, ApiResult};
-use crate::ids::is_valid_id;
+use crate::http::error::{ApiError, ApiResult};
+use crate::platform::ids::is_valid_id;
 
 /// Where the conversation list continues: after this (activity time, id), newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
 use super::model::{Conversation, Message, MessageStatus};
-use crate::providers::Role;
+use crate::providers::wire::Role;
 
 /// Names the JSON export's layout, so future versions can change it and importers can tell.
 pub const JSON_EXPORT_FORMAT: &str = "threadline.conversation.v1";
@@ -119,7 +119,7 @@ pub fn file_name(conversation: &Conversation, extension: &str) -> String {
 mod tests {
     use super::*;
     use crate::conversations::model::TitleSource;
-    use crate::providers::Usage;
+    use crate::providers::wire::Usage;
 
     fn conversation() -> Conversation {
         Conversation {

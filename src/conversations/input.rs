@@ -5,6 +5,8 @@
 //! exactly like ids that do not exist or belong to someone else; a body or query value that
 //! is wrong answers 422 naming it in `param`.
 
+use crate::providers::resolve::require_known_model;
+use crate::providers::resolve::validate_model;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -12,18 +14,14 @@ use super::cursor::{ConversationCursor, MessageCursor, Order};
 use super::model::TitleSource;
 use super::search::Search;
 use super::title::{normalize_title, DEFAULT_TITLE};
-use crate::error::{ApiError, ApiResult};
-use crate::modes::{GenerationSettings, ModeCatalogue};
-use crate::provider_client;
-use crate::providers::parse_model_id;
+use crate::http::error::{ApiError, ApiResult};
+use crate::modes::catalogue::{GenerationSettings, ModeCatalogue};
 use crate::providers::settings::ProviderSettings;
 
 /// The longest system prompt a conversation may set, in characters.
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 32_000;
 /// The largest `settings` object, serialized, in bytes.
 pub const MAX_SETTINGS_BYTES: usize = 8 * 1024;
-/// The longest model name accepted.
-pub const MAX_MODEL_CHARS: usize = 200;
 
 pub const DEFAULT_CONVERSATION_PAGE: usize = 20;
 pub const MAX_CONVERSATION_PAGE: usize = 100;
@@ -197,36 +195,6 @@ impl ConversationPatch {
             title: Some(normalize_title(title)?),
             ..ConversationPatch::default()
         })
-    }
-}
-
-/// A model is named `provider/model` (`openai/gpt-4o`) or by an alias without `/`
-/// (`fast`).
-pub fn validate_model(model: &str) -> ApiResult<String> {
-    let model = model.trim();
-    let shape_ok = if model.contains('/') {
-        parse_model_id(model).is_ok()
-    } else {
-        !model.is_empty() && !model.chars().any(char::is_whitespace)
-    };
-    if !shape_ok || model.chars().count() > MAX_MODEL_CHARS {
-        return Err(ApiError::validation(
-            "model",
-            "`model` must be a model id such as \"openai/gpt-4o\" or an alias; GET /models lists them.",
-        ));
-    }
-    Ok(model.to_string())
-}
-
-/// A model the deployment has never heard of is refused when a conversation is set to it
-/// (422, not at the first message). A known model whose provider is not configured is
-/// accepted: an operator may configure it later, and sending answers 503 until then.
-pub fn require_known_model(model: &str, providers: &ProviderSettings) -> ApiResult<()> {
-    match provider_client::resolve(providers, model) {
-        Err(err) if err.code == "model_not_found" => {
-            Err(ApiError::validation("model", err.message))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -492,7 +460,8 @@ impl ExportFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::parse_json;
+    use crate::http::ctx::parse_json;
+    use crate::providers::resolve::MAX_MODEL_CHARS;
     use serde_json::json;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

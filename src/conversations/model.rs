@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::{Role, Usage};
+use crate::providers::wire::{Role, Usage};
 
 /// Where a conversation's title came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +207,37 @@ impl<T> Page<T> {
             data: rows,
             has_more,
             next_cursor,
+        }
+    }
+}
+
+/// An assistant message about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssistantReply {
+    pub id: String,
+    pub conversation_id: String,
+    pub content: String,
+    pub model: Option<String>,
+    pub status: MessageStatus,
+    pub usage: Option<Usage>,
+    pub latency_ms: Option<u64>,
+    pub created_at: u64,
+}
+
+impl AssistantReply {
+    /// The message as it reads once stored (`seq` is assigned by D1 and not needed by callers).
+    pub fn into_message(self) -> Message {
+        Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            role: Role::Assistant,
+            content: self.content,
+            model: self.model,
+            status: self.status,
+            usage: self.usage,
+            latency_ms: self.latency_ms,
+            created_at: self.created_at,
+            seq: 0,
         }
     }
 }

@@ -1,6 +1,20 @@
 //! The conversation routes. Handlers authenticate, validate with [`super::input`], call the
-//! [`ConversationStore`] and shape the answer; nothing else happens here. The legacy aliases
-//! of some of them (ChronoChat's threads, LLM_MODES' chats) are in [`crate::chat::routes`].
+//! [`ConversationStore`] and shape the answer; nothing else happens here.
+//!
+//! The aliases that clients of the services Threadline replaces know point at the same
+//! handlers, so they cannot drift apart:
+//!
+//! | alias | service | native route |
+//! |---|---|---|
+//! | `GET /api/chat/threads` | ChronoChat | `GET /api/conversations` |
+//! | `GET /api/chat/threads/{id}` | ChronoChat | `GET /api/conversations/{id}` |
+//! | `DELETE /api/chat/threads/{id}` | ChronoChat | `DELETE /api/conversations/{id}` |
+//! | `PUT /api/chat/threads/{id}/title` | ChronoChat | `PUT /api/conversations/{id}/title` |
+//! | `GET /api/chats` | LLM_MODES | `GET /api/conversations` |
+//! | `POST /api/chats` | LLM_MODES | `POST /api/conversations` |
+//! | `GET /api/chats/{id}` | LLM_MODES | `GET /api/conversations/{id}` |
+//! | `PUT /api/chats/{id}` | LLM_MODES | `PATCH /api/conversations/{id}` |
+//! | `DELETE /api/chats/{id}` | LLM_MODES | `DELETE /api/conversations/{id}` |
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,13 +29,13 @@ use super::input::{
 use super::model::{Conversation, Message, Page};
 use super::store::ConversationStore;
 use crate::auth::guard::authenticate;
-use crate::context::{parse_json, require_media_type, Ctx};
-use crate::error::{ApiError, ApiResult};
-use crate::handler;
-use crate::http;
-use crate::ids::{is_valid_id, new_id};
-use crate::platform::{Clock, SystemClock};
-use crate::router::{Method, Route};
+use crate::http::ctx::{parse_json, require_media_type, Ctx};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::response;
+use crate::http::router::handler;
+use crate::http::router::{Method, Route};
+use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::ids::{is_valid_id, new_id};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -46,6 +60,21 @@ pub fn routes() -> Vec<Route> {
             handler!(export),
         ),
         Route::new(Method::Get, "/api/chat/stats", handler!(stats)),
+        // ChronoChat
+        Route::new(Method::Get, "/api/chat/threads", handler!(list)),
+        Route::new(Method::Get, "/api/chat/threads/{id}", handler!(show)),
+        Route::new(Method::Delete, "/api/chat/threads/{id}", handler!(delete)),
+        Route::new(
+            Method::Put,
+            "/api/chat/threads/{id}/title",
+            handler!(rename),
+        ),
+        // LLM_MODES
+        Route::new(Method::Get, "/api/chats", handler!(list)),
+        Route::new(Method::Post, "/api/chats", handler!(create)),
+        Route::new(Method::Get, "/api/chats/{id}", handler!(show)),
+        Route::new(Method::Put, "/api/chats/{id}", handler!(update)),
+        Route::new(Method::Delete, "/api/chats/{id}", handler!(delete)),
     ]
 }
 
@@ -100,7 +129,7 @@ fn message_cursor(order: Order) -> impl Fn(&Message) -> String {
 
 /// GET /api/conversations — the caller's conversations, newest activity first, filtered by
 /// `pinned`, `archived` and the full-text search `q`, a page at a time.
-pub(crate) async fn list(cx: Ctx) -> ApiResult<Response> {
+async fn list(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let query = ListQuery::parse(&cx.query_pairs())?;
     let rows = ConversationStore::new(&cx)?
@@ -113,11 +142,11 @@ pub(crate) async fn list(cx: Ctx) -> ApiResult<Response> {
         }
         .encode()
     });
-    http::json(200, &page)
+    response::json(200, &page)
 }
 
 /// POST /api/conversations — creates a conversation (all fields optional).
-pub(crate) async fn create(mut cx: Ctx) -> ApiResult<Response> {
+async fn create(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let body: CreateConversationBody = optional_json_body(&mut cx).await?;
     let new = NewConversation::from_body(body, choices(&cx))?;
@@ -126,7 +155,7 @@ pub(crate) async fn create(mut cx: Ctx) -> ApiResult<Response> {
     let conversation = ConversationStore::new(&cx)?
         .create(&principal.user_id, &id, &new, now)
         .await?;
-    let mut response = http::json(201, &conversation)?;
+    let mut response = response::json(201, &conversation)?;
     response
         .headers_mut()
         .set("location", &format!("/api/conversations/{id}"))?;
@@ -134,7 +163,7 @@ pub(crate) async fn create(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// GET /api/conversations/{id} — the conversation and its latest `limit` messages.
-pub(crate) async fn show(cx: Ctx) -> ApiResult<Response> {
+async fn show(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let limit = recent_messages_limit(&cx.query_pairs())?;
@@ -148,7 +177,7 @@ pub(crate) async fn show(cx: Ctx) -> ApiResult<Response> {
         .ok_or_else(ApiError::not_found)?;
     let mut page = Page::from_rows(messages, limit, message_cursor(Order::Desc));
     page.data.reverse();
-    http::json(
+    response::json(
         200,
         &ConversationDetail {
             conversation,
@@ -170,7 +199,7 @@ async fn history(cx: Ctx) -> ApiResult<Response> {
         .await?
         .ok_or_else(ApiError::not_found)?;
     let page = Page::from_rows(messages, query.limit, message_cursor(query.after.order));
-    http::json(200, &page)
+    response::json(200, &page)
 }
 
 async fn apply_patch(
@@ -183,12 +212,12 @@ async fn apply_patch(
         .update(user_id, id, &patch, SystemClock.now_ms())
         .await?
         .ok_or_else(ApiError::not_found)?;
-    http::json(200, &conversation)
+    response::json(200, &conversation)
 }
 
 /// PATCH /api/conversations/{id} — rename, pin, archive, or change model, mode, system prompt
 /// or settings; `null` clears a nullable field.
-pub(crate) async fn update(mut cx: Ctx) -> ApiResult<Response> {
+async fn update(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let body: PatchConversationBody = json_body(&mut cx).await?;
@@ -197,7 +226,7 @@ pub(crate) async fn update(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// PUT /api/conversations/{id}/title — rename (kept for ChronoChat clients).
-pub(crate) async fn rename(mut cx: Ctx) -> ApiResult<Response> {
+async fn rename(mut cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     let body: TitleBody = json_body(&mut cx).await?;
@@ -206,7 +235,7 @@ pub(crate) async fn rename(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 /// DELETE /api/conversations/{id} — the conversation, its messages and its search entries.
-pub(crate) async fn delete(cx: Ctx) -> ApiResult<Response> {
+async fn delete(cx: Ctx) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let id = path_id(&cx)?;
     if !ConversationStore::new(&cx)?
@@ -215,7 +244,7 @@ pub(crate) async fn delete(cx: Ctx) -> ApiResult<Response> {
     {
         return Err(ApiError::not_found());
     }
-    http::no_content()
+    response::no_content()
 }
 
 /// GET /api/conversations/{id}/export — the whole conversation as a JSON or Markdown file.
@@ -263,5 +292,5 @@ async fn stats(cx: Ctx) -> ApiResult<Response> {
     let stats = ConversationStore::new(&cx)?
         .stats(&principal.user_id)
         .await?;
-    http::json(200, &stats)
+    response::json(200, &stats)
 }

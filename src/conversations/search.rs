@@ -8,7 +8,7 @@
 //! "deploy" and with "work", in the title or any message, in any order. Words with no letter
 //! or digit (`*`, `--`, `"`) can match nothing and are left out.
 
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 
 /// The longest search text accepted, in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;

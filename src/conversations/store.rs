@@ -12,11 +12,14 @@ use worker::{D1Database, D1PreparedStatement};
 
 use super::cursor::{ConversationCursor, MessageCursor, Order, MAX_EXACT_INTEGER};
 use super::input::{ConversationPatch, HistoryQuery, ListQuery, NewConversation};
-use super::model::{Conversation, ConversationRow, Message, MessageRow};
+use super::model::{
+    AssistantReply, Conversation, ConversationRow, Message, MessageRow, MessageStatus,
+};
 use super::stats::{ConversationCounts, MessageGroup, Stats};
-use crate::context::Ctx;
-use crate::db::{self, Val};
-use crate::error::{ApiError, ApiResult};
+use crate::http::ctx::Ctx;
+use crate::http::error::{ApiError, ApiResult};
+use crate::platform::d1::{self, Val};
+use crate::providers::wire::Role;
 
 macro_rules! conversation_columns {
     () => {
@@ -32,15 +35,15 @@ macro_rules! message_columns {
     };
 }
 
-/// One conversation by id and owner (`?1`, `?2`); also read by chat after storing a message.
-pub(crate) const SELECT_CONVERSATION: &str = concat!(
+/// One conversation by id and owner (`?1`, `?2`); also read back after storing a message.
+const SELECT_CONVERSATION: &str = concat!(
     "select ",
     conversation_columns!(),
     " from conversations where id = ?1 and user_id = ?2"
 );
 
-/// Creates a conversation; chat creates one with its first message in the same batch.
-pub(crate) const INSERT_CONVERSATION: &str = "insert into conversations \
+/// Creates a conversation; a send creates one with its first message in the same batch.
+const INSERT_CONVERSATION: &str = "insert into conversations \
     (id, user_id, title, title_source, model, mode, system_prompt, settings, created_at, updated_at) \
     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
 
@@ -130,11 +133,125 @@ const COUNT_MESSAGES: &str = "select m.role as role, m.model as model, count(*) 
     group by m.role, m.model";
 
 /// How many messages an export reads per statement.
+// The owner check is inside the statement: a message is only ever added to a conversation of
+// the user (`?11`) that still exists.
+const INSERT_MESSAGE: &str = "insert into messages
+    (id, conversation_id, role, content, model, status, prompt_tokens, completion_tokens,
+     latency_ms, created_at)
+    select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+    where exists (select 1 from conversations where id = ?2 and user_id = ?11)";
+
+// The first message names a conversation whose title is still the placeholder.
+const TITLE_FROM_MESSAGE: &str = "update conversations
+    set title = ?3, title_source = 'generated'
+    where id = ?1 and user_id = ?2 and title_source = 'default'";
+
+// A model's title replaces the one made from the first line — unless the user renamed the
+// conversation meanwhile (then `title_source` is 'user').
+const REPLACE_GENERATED_TITLE: &str = "update conversations
+    set title = ?3
+    where id = ?1 and user_id = ?2 and title_source = 'generated' and title = ?4";
+
 const EXPORT_CHUNK: usize = 500;
 
 /// The D1-backed store of conversations and messages.
+/// A message about to be stored for the user.
+#[derive(Debug, Clone)]
+pub struct UserMessage {
+    pub id: String,
+    pub content: String,
+    pub created_at: u64,
+}
+
+impl UserMessage {
+    fn message(&self, conversation_id: &str) -> Message {
+        Message {
+            id: self.id.clone(),
+            conversation_id: conversation_id.to_string(),
+            role: Role::User,
+            content: self.content.clone(),
+            model: None,
+            status: MessageStatus::Complete,
+            usage: None,
+            latency_ms: None,
+            created_at: self.created_at,
+            seq: 0,
+        }
+    }
+}
+
+/// Where the user's message goes.
+pub enum Destination<'a> {
+    /// An existing conversation; `title` replaces its placeholder title, if it still has it.
+    Existing { id: &'a str, title: &'a str },
+    /// A conversation created with the message (`new.title` already made from it).
+    New {
+        id: &'a str,
+        new: &'a NewConversation,
+    },
+}
+
 pub struct ConversationStore {
     db: D1Database,
+}
+
+fn insert_message<'a>(
+    db: &D1Database,
+    user_id: &'a str,
+    reply: &'a AssistantReply,
+    role: Role,
+) -> ApiResult<worker::D1PreparedStatement> {
+    d1::stmt(
+        db,
+        INSERT_MESSAGE,
+        &[
+            Val::from(&reply.id),
+            Val::from(&reply.conversation_id),
+            Val::from(role_name(role)),
+            Val::from(&reply.content),
+            Val::from(reply.model.as_deref()),
+            Val::from(reply.status.as_str()),
+            Val::from(reply.usage.map(|u| u64::from(u.prompt_tokens))),
+            Val::from(reply.usage.map(|u| u64::from(u.completion_tokens))),
+            Val::from(reply.latency_ms),
+            Val::from(reply.created_at),
+            Val::from(user_id),
+        ],
+    )
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+/// The statement that creates conversation `id` for `user_id`, as `new` describes it.
+fn insert_conversation(
+    db: &D1Database,
+    user_id: &str,
+    id: &str,
+    new: &NewConversation,
+    now_ms: u64,
+) -> ApiResult<D1PreparedStatement> {
+    let settings = settings_json(&new.settings);
+    d1::stmt(
+        db,
+        INSERT_CONVERSATION,
+        &[
+            Val::from(id),
+            Val::from(user_id),
+            Val::from(&new.title),
+            Val::from(new.title_source.as_str()),
+            Val::from(new.model.as_deref()),
+            Val::from(new.mode.as_deref()),
+            Val::from(new.system_prompt.as_deref()),
+            Val::from(&settings),
+            Val::from(now_ms),
+        ],
+    )
 }
 
 fn settings_json(settings: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -152,7 +269,7 @@ fn change<'a>(value: &'a Option<Option<String>>) -> (Val<'a>, Val<'a>) {
 impl ConversationStore {
     pub fn new(cx: &Ctx) -> ApiResult<Self> {
         Ok(ConversationStore {
-            db: db::database(cx)?,
+            db: d1::database(cx)?,
         })
     }
 
@@ -173,23 +290,10 @@ impl ConversationStore {
         new: &NewConversation,
         now_ms: u64,
     ) -> ApiResult<Conversation> {
-        let settings = settings_json(&new.settings);
-        db::execute(
-            &self.db,
-            INSERT_CONVERSATION,
-            &[
-                Val::from(id),
-                Val::from(user_id),
-                Val::from(&new.title),
-                Val::from(new.title_source.as_str()),
-                Val::from(new.model.as_deref()),
-                Val::from(new.mode.as_deref()),
-                Val::from(new.system_prompt.as_deref()),
-                Val::from(&settings),
-                Val::from(now_ms),
-            ],
-        )
-        .await?;
+        insert_conversation(&self.db, user_id, id, new, now_ms)?
+            .run()
+            .await
+            .map_err(|e| d1::d1_error(INSERT_CONVERSATION, e))?;
         Ok(Conversation {
             id: id.to_string(),
             title: new.title.clone(),
@@ -207,9 +311,108 @@ impl ConversationStore {
         })
     }
 
+    /// Stores the user's message (creating the conversation, or titling it, as `to` says) in
+    /// one transaction, and reads the conversation back; `None` when it is not the user's.
+    pub async fn add_user_message(
+        &self,
+        user_id: &str,
+        to: Destination<'_>,
+        message: &UserMessage,
+    ) -> ApiResult<Option<(Conversation, Message)>> {
+        let user = Val::from(user_id);
+        let mut statements = Vec::with_capacity(3);
+        let conversation_id = match to {
+            Destination::New { id, new } => {
+                statements.push(insert_conversation(
+                    &self.db,
+                    user_id,
+                    id,
+                    new,
+                    message.created_at,
+                )?);
+                id
+            }
+            Destination::Existing { id, title } => {
+                statements.push(d1::stmt(
+                    &self.db,
+                    TITLE_FROM_MESSAGE,
+                    &[Val::from(id), Val::from(user_id), Val::from(title)],
+                )?);
+                id
+            }
+        };
+        let stored = AssistantReply {
+            id: message.id.clone(),
+            conversation_id: conversation_id.to_string(),
+            content: message.content.clone(),
+            model: None,
+            status: MessageStatus::Complete,
+            usage: None,
+            latency_ms: None,
+            created_at: message.created_at,
+        };
+        statements.push(insert_message(&self.db, user_id, &stored, Role::User)?);
+        statements.push(d1::stmt(
+            &self.db,
+            SELECT_CONVERSATION,
+            &[Val::from(conversation_id), user],
+        )?);
+        let results = self
+            .db
+            .batch(statements)
+            .await
+            .map_err(|e| ApiError::internal(format!("D1 batch (user message): {e}")))?;
+        let row: Option<ConversationRow> = results
+            .last()
+            .ok_or_else(|| ApiError::internal("D1 batch: missing result"))?
+            .results::<ConversationRow>()
+            .map_err(|e| d1::d1_error(SELECT_CONVERSATION, e))?
+            .into_iter()
+            .next();
+        Ok(row.map(|row| (Conversation::from(row), message.message(conversation_id))))
+    }
+
+    /// Replaces the title made from the first message (`from`) with a model's (`to`).
+    pub async fn replace_generated_title(
+        &self,
+        user_id: &str,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> ApiResult<bool> {
+        let changed = d1::execute(
+            &self.db,
+            REPLACE_GENERATED_TITLE,
+            &[
+                Val::from(id),
+                Val::from(user_id),
+                Val::from(to),
+                Val::from(from),
+            ],
+        )
+        .await?;
+        Ok(changed > 0)
+    }
+
+    /// Stores a reply in the user's conversation; 404 when the conversation was deleted
+    /// meanwhile (it is not written then).
+    pub async fn add_reply(&self, user_id: &str, reply: AssistantReply) -> ApiResult<Message> {
+        let statement = insert_message(&self.db, user_id, &reply, Role::Assistant)?;
+        let result = statement
+            .run()
+            .await
+            .map_err(|e| d1::d1_error(INSERT_MESSAGE, e))?;
+        let changed = result.meta().ok().flatten().and_then(|m| m.changes);
+        if changed == Some(0) {
+            // The conversation was deleted while the reply streamed.
+            return Err(ApiError::not_found());
+        }
+        Ok(reply.into_message())
+    }
+
     /// The user's conversation `id`, if it exists and is theirs.
     pub async fn get(&self, user_id: &str, id: &str) -> ApiResult<Option<Conversation>> {
-        let row: Option<ConversationRow> = db::first(
+        let row: Option<ConversationRow> = d1::first(
             &self.db,
             SELECT_CONVERSATION,
             &[Val::from(id), Val::from(user_id)],
@@ -230,12 +433,12 @@ impl ConversationStore {
             Order::Asc => MESSAGES_AFTER,
             Order::Desc => MESSAGES_BEFORE,
         };
-        let conversation = db::stmt(
+        let conversation = d1::stmt(
             &self.db,
             SELECT_CONVERSATION,
             &[Val::from(id), Val::from(user_id)],
         )?;
-        let messages = db::stmt(
+        let messages = d1::stmt(
             &self.db,
             sql,
             &[
@@ -253,13 +456,13 @@ impl ConversationStore {
         };
         let conversation: Option<ConversationRow> = read(0)?
             .results::<ConversationRow>()
-            .map_err(|e| db::d1_error(SELECT_CONVERSATION, e))?
+            .map_err(|e| d1::d1_error(SELECT_CONVERSATION, e))?
             .into_iter()
             .next();
         let Some(conversation) = conversation else {
             return Ok(None);
         };
-        let messages: Vec<MessageRow> = read(1)?.results().map_err(|e| db::d1_error(sql, e))?;
+        let messages: Vec<MessageRow> = read(1)?.results().map_err(|e| d1::d1_error(sql, e))?;
         Ok(Some((
             conversation.into(),
             messages.into_iter().map(Message::from).collect(),
@@ -322,7 +525,7 @@ impl ConversationStore {
                 }
             },
         };
-        let rows: Vec<ConversationRow> = db::all(&self.db, sql, &params).await?;
+        let rows: Vec<ConversationRow> = d1::all(&self.db, sql, &params).await?;
         Ok(rows.into_iter().map(Conversation::from).collect())
     }
 
@@ -338,7 +541,7 @@ impl ConversationStore {
         let (model_set, model) = change(&patch.model);
         let (mode_set, mode) = change(&patch.mode);
         let (prompt_set, prompt) = change(&patch.system_prompt);
-        let row: Option<ConversationRow> = db::first(
+        let row: Option<ConversationRow> = d1::first(
             &self.db,
             UPDATE_CONVERSATION,
             &[
@@ -364,7 +567,7 @@ impl ConversationStore {
     /// Deletes the conversation with its messages and search entries (by cascade and
     /// trigger); `false` when it is not the user's.
     pub async fn delete(&self, user_id: &str, id: &str) -> ApiResult<bool> {
-        let changed = db::execute(
+        let changed = d1::execute(
             &self.db,
             DELETE_CONVERSATION,
             &[Val::from(id), Val::from(user_id)],
@@ -374,21 +577,21 @@ impl ConversationStore {
     }
 
     pub async fn stats(&self, user_id: &str) -> ApiResult<Stats> {
-        let counts = db::stmt(&self.db, COUNT_CONVERSATIONS, &[Val::from(user_id)])?;
-        let groups = db::stmt(&self.db, COUNT_MESSAGES, &[Val::from(user_id)])?;
+        let counts = d1::stmt(&self.db, COUNT_CONVERSATIONS, &[Val::from(user_id)])?;
+        let groups = d1::stmt(&self.db, COUNT_MESSAGES, &[Val::from(user_id)])?;
         let results = self.batch(vec![counts, groups]).await?;
         let counts: ConversationCounts = results
             .first()
             .map(|r| r.results::<ConversationCounts>())
             .transpose()
-            .map_err(|e| db::d1_error(COUNT_CONVERSATIONS, e))?
+            .map_err(|e| d1::d1_error(COUNT_CONVERSATIONS, e))?
             .and_then(|rows| rows.into_iter().next())
             .unwrap_or_default();
         let groups: Vec<MessageGroup> = results
             .get(1)
             .map(|r| r.results::<MessageGroup>())
             .transpose()
-            .map_err(|e| db::d1_error(COUNT_MESSAGES, e))?
+            .map_err(|e| d1::d1_error(COUNT_MESSAGES, e))?
             .unwrap_or_default();
         Ok(Stats::from_rows(counts, groups))
     }

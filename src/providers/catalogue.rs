@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::ProviderKind;
+use super::wire::model::ProviderKind;
 
 /// One model Threadline can route to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -23,10 +23,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{parse_number, ConfigSource};
+use crate::config::source::{parse_number, ConfigSource};
 
 use super::catalogue::{self, Catalogue, ModelInfo};
-use super::types::{ProviderEndpoint, ProviderKind};
+use super::wire::model::{ProviderEndpoint, ProviderKind};
 
 /// The id of the built-in offline model (see [`ProviderSettings::dev_echo`]).
 pub const DEV_ECHO_MODEL: &str = "dev/echo";
@@ -101,7 +101,7 @@ const BUILTINS: [Builtin; 4] = [
         kind: ProviderKind::OpenAi,
         key_var: "OPENAI_API_KEY",
         url_var: "OPENAI_BASE_URL",
-        default_url: Some(super::openai::DEFAULT_BASE_URL),
+        default_url: Some(super::wire::openai::DEFAULT_BASE_URL),
         timeout_var: "OPENAI_TIMEOUT_SECS",
     },
     Builtin {
@@ -109,7 +109,7 @@ const BUILTINS: [Builtin; 4] = [
         kind: ProviderKind::Anthropic,
         key_var: "ANTHROPIC_API_KEY",
         url_var: "ANTHROPIC_BASE_URL",
-        default_url: Some(super::anthropic::DEFAULT_BASE_URL),
+        default_url: Some(super::wire::anthropic::DEFAULT_BASE_URL),
         timeout_var: "ANTHROPIC_TIMEOUT_SECS",
     },
     Builtin {
@@ -117,7 +117,7 @@ const BUILTINS: [Builtin; 4] = [
         kind: ProviderKind::Gemini,
         key_var: "GEMINI_API_KEY",
         url_var: "GEMINI_BASE_URL",
-        default_url: Some(super::gemini::DEFAULT_BASE_URL),
+        default_url: Some(super::wire::gemini::DEFAULT_BASE_URL),
         timeout_var: "GEMINI_TIMEOUT_SECS",
     },
     Builtin {

@@ -1,0 +1,6 @@
+//! The account routes, one file per group of handlers.
+
+pub mod api_keys;
+pub mod login;
+pub mod mfa;
+pub mod users;

@@ -1,0 +1,242 @@
+//! Route primitives and matching: each resource module declares its routes with these, the
+//! top-level `routes` module merges them, and [`find`] matches a request against the table.
+//!
+//! Matching is our own rather than `worker::Router` so that a path that exists under another
+//! method answers 405 with `Allow`, an unknown path answers our 404 envelope, and the same
+//! table drives the OpenAPI consistency test.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::http::ctx::{Ctx, Params};
+use crate::http::error::ApiResult;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult<worker::Response>>>>;
+pub type Handler = fn(Ctx) -> HandlerFuture;
+
+/// Wraps an `async fn(Ctx) -> ApiResult<Response>` into a [`Handler`].
+macro_rules! handler {
+    ($f:path) => {{
+        fn boxed(cx: $crate::http::ctx::Ctx) -> $crate::http::router::HandlerFuture {
+            Box::pin($f(cx))
+        }
+        boxed as $crate::http::router::Handler
+    }};
+}
+pub(crate) use handler;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "GET" | "HEAD" => Some(Method::Get),
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "PATCH" => Some(Method::Patch),
+            "DELETE" => Some(Method::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Route {
+    pub method: Method,
+    /// A path template such as `/api/conversations/{id}/messages`.
+    pub path: &'static str,
+    pub handler: Handler,
+}
+
+impl Route {
+    pub const fn new(method: Method, path: &'static str, handler: Handler) -> Route {
+        Route {
+            method,
+            path,
+            handler,
+        }
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method.as_str(), self.path)
+    }
+}
+
+pub enum RouteMatch<'a> {
+    Found(&'a Route, Params),
+    /// The path exists, but not for this method: the methods it does accept.
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+/// Matches one template against a path; `None` when it does not fit.
+/// The score counts literal segments so `/a/stats` wins over `/a/{id}`.
+fn match_template(template: &'static str, path: &str) -> Option<(usize, Params)> {
+    let mut params = Params::new();
+    let mut score = 0;
+    let mut t_segs = template.split('/');
+    let mut p_segs = path.split('/');
+    loop {
+        match (t_segs.next(), p_segs.next()) {
+            (None, None) => return Some((score, params)),
+            (Some(t), Some(p)) => {
+                if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                    if p.is_empty() {
+                        return None;
+                    }
+                    params.insert(name, p.to_string());
+                } else if t == p {
+                    score += 1;
+                } else {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route for `method` and `path`. A trailing slash is ignored (`/health/` is
+/// `/health`), as clients of the FastAPI services we replace send both.
+pub fn find<'a>(routes: &'a [Route], method: Option<Method>, path: &str) -> RouteMatch<'a> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let mut best: Option<(usize, &Route, Params)> = None;
+    let mut allowed = Vec::new();
+    for route in routes {
+        if let Some((score, params)) = match_template(route.path, path) {
+            if Some(route.method) == method {
+                if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                    best = Some((score, route, params));
+                }
+            } else {
+                allowed.push((score, route.method));
+            }
+        }
+    }
+    if let Some((_, route, params)) = best {
+        return RouteMatch::Found(route, params);
+    }
+    if allowed.is_empty() {
+        return RouteMatch::NotFound;
+    }
+    let top = allowed.iter().map(|(s, _)| *s).max().unwrap_or(0);
+    let mut methods: Vec<Method> = allowed
+        .into_iter()
+        .filter(|(s, _)| *s == top)
+        .map(|(_, m)| m)
+        .collect();
+    methods.sort();
+    methods.dedup();
+    RouteMatch::MethodNotAllowed(methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dummy(_: Ctx) -> HandlerFuture {
+        unreachable!("handlers are not run in matching tests")
+    }
+
+    fn table() -> Vec<Route> {
+        vec![
+            Route::new(Method::Get, "/", dummy),
+            Route::new(Method::Get, "/api/items", dummy),
+            Route::new(Method::Post, "/api/items", dummy),
+            Route::new(Method::Get, "/api/items/{id}", dummy),
+            Route::new(Method::Delete, "/api/items/{id}", dummy),
+            Route::new(Method::Get, "/api/items/stats", dummy),
+            Route::new(Method::Get, "/api/items/{id}/parts/{part}", dummy),
+        ]
+    }
+
+    fn found(m: RouteMatch<'_>) -> (String, Params) {
+        match m {
+            RouteMatch::Found(r, p) => (r.path.to_string(), p),
+            RouteMatch::MethodNotAllowed(a) => panic!("405 {a:?}"),
+            RouteMatch::NotFound => panic!("404"),
+        }
+    }
+
+    #[test]
+    fn literal_segment_beats_parameter() {
+        let t = table();
+        let (path, params) = found(find(&t, Some(Method::Get), "/api/items/stats"));
+        assert_eq!(path, "/api/items/stats");
+        assert!(params.is_empty());
+    }
+
+    #[test]
+    fn parameters_are_captured_by_name() {
+        let t = table();
+        let (path, params) = found(find(&t, Some(Method::Get), "/api/items/42/parts/a-b"));
+        assert_eq!(path, "/api/items/{id}/parts/{part}");
+        assert_eq!(params["id"], "42");
+        assert_eq!(params["part"], "a-b");
+    }
+
+    #[test]
+    fn wrong_method_on_known_path_lists_allowed_methods() {
+        let t = table();
+        match find(&t, Some(Method::Put), "/api/items/7") {
+            RouteMatch::MethodNotAllowed(m) => assert_eq!(m, vec![Method::Get, Method::Delete]),
+            _ => panic!("expected 405"),
+        }
+    }
+
+    #[test]
+    fn unknown_method_on_known_path_is_405_not_404() {
+        let t = table();
+        assert!(matches!(
+            find(&t, None, "/api/items"),
+            RouteMatch::MethodNotAllowed(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_path_is_not_found() {
+        let t = table();
+        assert!(matches!(
+            find(&t, Some(Method::Get), "/nope"),
+            RouteMatch::NotFound
+        ));
+        assert!(matches!(
+            find(&t, Some(Method::Get), "/api/items/1/x"),
+            RouteMatch::NotFound
+        ));
+    }
+
+    #[test]
+    fn trailing_slash_is_ignored_and_empty_parameter_is_not_a_match() {
+        let t = table();
+        let (path, _) = found(find(&t, Some(Method::Get), "/api/items/"));
+        assert_eq!(path, "/api/items");
+        assert!(matches!(
+            find(&t, Some(Method::Get), "//"),
+            RouteMatch::NotFound
+        ));
+    }
+}

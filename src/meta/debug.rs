@@ -1,0 +1,102 @@
+//! Development-only routes: recent log lines, the email outbox and a deliberate panic.
+//! Outside development they answer exactly like unknown routes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::Response;
+
+use crate::http::ctx::Ctx;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::response;
+use crate::http::router::{handler, Method, Route};
+use crate::platform::d1::{self, Val};
+use crate::platform::logging;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::Get, "/debug/logs", handler!(debug_logs)),
+        Route::new(Method::Get, "/debug/outbox", handler!(debug_outbox)),
+        Route::new(Method::Get, "/debug/panic", handler!(debug_panic)),
+    ]
+}
+
+/// Debug routes exist only in development; elsewhere they are indistinguishable from unknown routes.
+fn development_only(cx: &Ctx) -> ApiResult<()> {
+    if cx.config.is_development() {
+        Ok(())
+    } else {
+        Err(ApiError::route_not_found("GET", cx.route))
+    }
+}
+
+/// GET /debug/logs?lines=N — the most recent log lines of this isolate (development only),
+/// as ThreadFlow's `/debug/logs` offered.
+async fn debug_logs(cx: Ctx) -> ApiResult<Response> {
+    development_only(&cx)?;
+    let lines = match cx.query("lines") {
+        None => 100,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=logging::RECENT_LINES_CAPACITY).contains(n))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "lines",
+                    format!(
+                        "lines must be a number from 1 to {}.",
+                        logging::RECENT_LINES_CAPACITY
+                    ),
+                )
+            })?,
+    };
+    let entries: Vec<serde_json::Value> = logging::recent_lines(lines)
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    response::json(200, &json!({ "lines": entries }))
+}
+
+/// GET /debug/panic — panics on purpose (development only), to prove that a panic is logged,
+/// answered with a 500 envelope, and that the next request is served by a fresh instance.
+async fn debug_panic(cx: Ctx) -> ApiResult<Response> {
+    development_only(&cx)?;
+    panic!("deliberate panic from /debug/panic");
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OutboxRow {
+    id: i64,
+    to_address: String,
+    subject: String,
+    body: String,
+    created_at: u64,
+}
+
+/// GET /debug/outbox?to=EMAIL — account email sent in development, newest first.
+async fn debug_outbox(cx: Ctx) -> ApiResult<Response> {
+    development_only(&cx)?;
+    let db = d1::database(&cx)?;
+    let rows: Vec<OutboxRow> = match cx.query("to") {
+        Some(to) => {
+            d1::all(
+                &db,
+                "select id, to_address, subject, body, created_at from dev_outbox where to_address = ?1 collate nocase order by id desc limit 100",
+                &[Val::from(&to)],
+            )
+            .await?
+        }
+        None => {
+            d1::all(
+                &db,
+                "select id, to_address, subject, body, created_at from dev_outbox order by id desc limit 100",
+                &[],
+            )
+            .await?
+        }
+    };
+    let messages: Vec<_> = rows
+        .into_iter()
+        .map(|r| json!({ "id": r.id, "to": r.to_address, "subject": r.subject, "text": r.body, "created_at": r.created_at }))
+        .collect();
+    response::json(200, &json!({ "messages": messages }))
+}
