@@ -19,7 +19,8 @@ use worker::Response;
 use super::input::{ChatBody, ChatInput};
 use super::reply::{Connect, Connected, Keepalive};
 use super::turn::{
-    self, Background, Completed, ConversationRepository, ModelClient, Turn, TurnReply,
+    self, Background, Completed, ConversationRepository, HistoryPage, ModelClient,
+    StoredUserMessage, Turn, TurnReply,
 };
 use crate::auth::guard::authenticate;
 use crate::conversations::input::HistoryQuery;
@@ -128,7 +129,7 @@ impl ConversationRepository for ConversationStore {
         user_id: &'a str,
         id: &'a str,
         page: HistoryQuery,
-    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Vec<Message>)>>> {
+    ) -> LocalBoxFuture<'a, ApiResult<Option<HistoryPage>>> {
         Box::pin(self.get_with_messages(user_id, id, page))
     }
 
@@ -137,7 +138,7 @@ impl ConversationRepository for ConversationStore {
         user_id: &'a str,
         to: Destination<'a>,
         message: &'a UserMessage,
-    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Message)>>> {
+    ) -> LocalBoxFuture<'a, ApiResult<Option<StoredUserMessage>>> {
         Box::pin(ConversationStore::add_user_message(
             self, user_id, to, message,
         ))

@@ -45,6 +45,12 @@ use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::settings::ProviderSettings;
 use crate::providers::wire::{ChatMessage, ChatRequest, Completion, Role};
 
+/// A conversation and one page of its messages.
+pub type HistoryPage = (Conversation, Vec<Message>);
+
+/// The conversation as it is after the user's message was stored, and that message.
+pub type StoredUserMessage = (Conversation, Message);
+
 /// The conversations and messages a turn reads and writes, for one user at a time.
 pub trait ConversationRepository {
     /// The conversation and up to `page.limit + 1` of its messages from `page.after`;
@@ -54,7 +60,7 @@ pub trait ConversationRepository {
         user_id: &'a str,
         id: &'a str,
         page: HistoryQuery,
-    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Vec<Message>)>>>;
+    ) -> LocalBoxFuture<'a, ApiResult<Option<HistoryPage>>>;
 
     /// Stores the user's message as `to` says, in one transaction, and reads the
     /// conversation back; `None` when it is not the user's.
@@ -63,7 +69,7 @@ pub trait ConversationRepository {
         user_id: &'a str,
         to: Destination<'a>,
         message: &'a UserMessage,
-    ) -> LocalBoxFuture<'a, ApiResult<Option<(Conversation, Message)>>>;
+    ) -> LocalBoxFuture<'a, ApiResult<Option<StoredUserMessage>>>;
 
     /// Stores a reply; 404 when the conversation is gone.
     fn add_reply<'a>(
@@ -142,7 +148,7 @@ pub struct Sent {
 pub enum TurnReply {
     /// The Server-Sent Events body; the recorder already runs in the background.
     Streamed(ReplyRelay),
-    Complete(Sent),
+    Complete(Box<Sent>),
 }
 
 /// Stores replies in the user's conversations through the repository.
@@ -403,11 +409,11 @@ where
         .conversation(user_id, &stored_conversation.id)
         .await?
         .unwrap_or(stored_conversation);
-    Ok(TurnReply::Complete(Sent {
+    Ok(TurnReply::Complete(Box::new(Sent {
         conversation,
         user_message: stored_message,
         assistant_message,
-    }))
+    })))
 }
 
 /// The model request: system prompt and the history that fits, then the new message.
@@ -543,6 +549,709 @@ mod tests {
         assert_eq!(
             history_tokens(&[message("abcd"), message("日本")]),
             1 + 2 + 2 * MESSAGE_OVERHEAD_TOKENS
+        );
+    }
+
+    // ---- the chat turn against in-memory fakes --------------------------------------------
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use futures::Stream;
+
+    use super::super::reply::Connected;
+    use crate::platform::clock::FixedClock;
+    use crate::providers::wire::{
+        FinishReason, ProviderError, ProviderErrorKind, ProviderEvent, Usage,
+    };
+
+    const USER: &str = "u1";
+
+    /// Conversations and messages in memory, with D1's ownership rules.
+    #[derive(Default)]
+    struct MemoryRepository {
+        conversations: RefCell<Vec<(String, Conversation)>>,
+        messages: RefCell<Vec<Message>>,
+        /// Fails every write after the user's message (a D1 outage half-way).
+        fail_replies: bool,
+    }
+
+    impl MemoryRepository {
+        fn owned(&self, user_id: &str, id: &str) -> Option<Conversation> {
+            self.conversations
+                .borrow()
+                .iter()
+                .find(|(owner, c)| owner == user_id && c.id == id)
+                .map(|(_, c)| c.clone())
+        }
+
+        fn push(&self, mut message: Message) -> Message {
+            let mut messages = self.messages.borrow_mut();
+            message.seq = messages.len() as u64 + 1;
+            messages.push(message.clone());
+            for (_, c) in self.conversations.borrow_mut().iter_mut() {
+                if c.id == message.conversation_id {
+                    c.message_count += 1;
+                    c.last_message_at = Some(message.created_at);
+                }
+            }
+            message
+        }
+
+        fn stored(&self) -> Vec<Message> {
+            self.messages.borrow().clone()
+        }
+    }
+
+    impl ConversationRepository for MemoryRepository {
+        fn history_page<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+            page: HistoryQuery,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<HistoryPage>>> {
+            Box::pin(async move {
+                let Some(conversation) = self.owned(user_id, id) else {
+                    return Ok(None);
+                };
+                let mut rows: Vec<Message> = self
+                    .messages
+                    .borrow()
+                    .iter()
+                    .filter(|m| m.conversation_id == id && m.seq < page.after.seq)
+                    .cloned()
+                    .collect();
+                rows.sort_by_key(|m| std::cmp::Reverse(m.seq));
+                rows.truncate(page.limit + 1);
+                Ok(Some((conversation, rows)))
+            })
+        }
+
+        fn add_user_message<'a>(
+            &'a self,
+            user_id: &'a str,
+            to: Destination<'a>,
+            message: &'a UserMessage,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<StoredUserMessage>>> {
+            Box::pin(async move {
+                let id = match to {
+                    Destination::New { id, new } => {
+                        let (_, conversation) = new_conversation(
+                            &ChatInput {
+                                content: message.content.clone(),
+                                conversation_id: None,
+                                model: new.model.clone(),
+                                mode: new.mode.clone(),
+                                system_prompt: new.system_prompt.clone(),
+                                stream: false,
+                            },
+                            id,
+                            message.created_at,
+                        );
+                        self.conversations
+                            .borrow_mut()
+                            .push((user_id.to_string(), conversation));
+                        id
+                    }
+                    Destination::Existing { id, title } => {
+                        let mut conversations = self.conversations.borrow_mut();
+                        let Some((_, c)) = conversations
+                            .iter_mut()
+                            .find(|(owner, c)| owner == user_id && c.id == id)
+                        else {
+                            return Ok(None);
+                        };
+                        if c.title_source == TitleSource::Default {
+                            c.title = title.to_string();
+                            c.title_source = TitleSource::Generated;
+                        }
+                        id
+                    }
+                };
+                let stored = self.push(Message {
+                    id: message.id.clone(),
+                    conversation_id: id.to_string(),
+                    role: Role::User,
+                    content: message.content.clone(),
+                    model: None,
+                    status: MessageStatus::Complete,
+                    usage: None,
+                    latency_ms: None,
+                    created_at: message.created_at,
+                    seq: 0,
+                });
+                Ok(self.owned(user_id, id).map(|c| (c, stored)))
+            })
+        }
+
+        fn add_reply<'a>(
+            &'a self,
+            user_id: &'a str,
+            reply: AssistantReply,
+        ) -> LocalBoxFuture<'a, ApiResult<Message>> {
+            Box::pin(async move {
+                if self.fail_replies {
+                    return Err(ApiError::internal("D1 is down"));
+                }
+                if self.owned(user_id, &reply.conversation_id).is_none() {
+                    return Err(ApiError::not_found());
+                }
+                Ok(self.push(reply.into_message()))
+            })
+        }
+
+        fn conversation<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<Conversation>>> {
+            Box::pin(async move { Ok(self.owned(user_id, id)) })
+        }
+
+        fn replace_generated_title<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+            from: &'a str,
+            to: &'a str,
+        ) -> LocalBoxFuture<'a, ApiResult<bool>> {
+            Box::pin(async move {
+                let mut conversations = self.conversations.borrow_mut();
+                match conversations
+                    .iter_mut()
+                    .find(|(owner, c)| owner == user_id && c.id == id)
+                {
+                    Some((_, c)) if c.title_source == TitleSource::Generated && c.title == from => {
+                        c.title = to.to_string();
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+        }
+    }
+
+    /// How the scripted model answers.
+    enum Answer {
+        /// Streams these events, as `model` (another one than asked after a fallback).
+        Events {
+            model: &'static str,
+            events: Vec<ProviderEvent>,
+        },
+        /// Fails before any output.
+        Refuses(ApiError),
+    }
+
+    /// A model that answers from a script (one answer per model asked for) and records what
+    /// it was asked.
+    struct ScriptedModel {
+        answers: RefCell<Vec<(&'static str, Answer)>>,
+        asked: RefCell<Vec<(String, ChatRequest)>>,
+        disconnect: ClientDisconnect,
+    }
+
+    impl ScriptedModel {
+        fn new(answer: Answer) -> Rc<Self> {
+            Self::answering(vec![("openai/gpt-4o", answer)])
+        }
+
+        fn answering(answers: Vec<(&'static str, Answer)>) -> Rc<Self> {
+            Rc::new(ScriptedModel {
+                answers: RefCell::new(answers),
+                asked: RefCell::default(),
+                disconnect: ClientDisconnect::default(),
+            })
+        }
+
+        fn take(&self, model: String, request: ChatRequest) -> Answer {
+            let mut answers = self.answers.borrow_mut();
+            let answer = match answers.iter().position(|(m, _)| *m == model) {
+                Some(i) => answers.remove(i).1,
+                None => Answer::Refuses(ApiError::internal(format!("no answer for {model}"))),
+            };
+            self.asked.borrow_mut().push((model, request));
+            answer
+        }
+    }
+
+    impl ModelClient for ScriptedModel {
+        fn stream(self: Rc<Self>, model: String, request: ChatRequest) -> Connect {
+            let answer = self.take(model, request);
+            Box::pin(async move {
+                match answer {
+                    Answer::Events { model, events } => Ok(Connected {
+                        model: model.to_string(),
+                        provider: model.split('/').next().unwrap_or_default().to_string(),
+                        events: Box::pin(futures::stream::iter(events)),
+                    }),
+                    Answer::Refuses(err) => Err(err),
+                }
+            })
+        }
+
+        fn complete(
+            self: Rc<Self>,
+            model: String,
+            request: ChatRequest,
+        ) -> LocalBoxFuture<'static, ApiResult<Completed>> {
+            let answer = self.take(model, request);
+            Box::pin(async move {
+                match answer {
+                    Answer::Events { model, events } => {
+                        let mut completion = Completion {
+                            text: String::new(),
+                            finish_reason: FinishReason::Stop,
+                            usage: None,
+                            provider_model: None,
+                        };
+                        for event in events {
+                            match event {
+                                ProviderEvent::TextDelta(t) => completion.text.push_str(&t),
+                                ProviderEvent::Usage(u) => completion.usage = Some(u),
+                                ProviderEvent::Finish(reason) => completion.finish_reason = reason,
+                                ProviderEvent::Error(e) => {
+                                    return Err(ApiError::new(502, "provider_error", e.message))
+                                }
+                            }
+                        }
+                        Ok(Completed {
+                            model: model.to_string(),
+                            completion,
+                        })
+                    }
+                    Answer::Refuses(err) => Err(err),
+                }
+            })
+        }
+
+        fn disconnect(&self) -> ClientDisconnect {
+            self.disconnect.clone()
+        }
+    }
+
+    /// Background jobs, held until the test runs them.
+    #[derive(Default)]
+    struct Jobs(RefCell<Vec<LocalBoxFuture<'static, ()>>>);
+
+    impl Background for Jobs {
+        fn spawn(&self, job: LocalBoxFuture<'static, ()>) {
+            self.0.borrow_mut().push(job);
+        }
+    }
+
+    impl Jobs {
+        /// Polls every job once; true when all have finished.
+        fn poll_all(&self) -> bool {
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut jobs = self.0.borrow_mut();
+            jobs.retain_mut(|job| job.as_mut().poll(&mut cx).is_pending());
+            jobs.is_empty()
+        }
+    }
+
+    fn settings(title_model: Option<&str>) -> (ChatSettings, ProviderSettings) {
+        let src: BTreeMap<String, String> = [("OPENAI_API_KEY", "k"), ("ANTHROPIC_API_KEY", "k")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let chat = ChatSettings {
+            title_model: title_model.map(str::to_string),
+            ..ChatSettings::default()
+        };
+        (
+            chat,
+            ProviderSettings::from_source(&src, false, &mut Vec::new()),
+        )
+    }
+
+    fn send(content: &str, conversation_id: Option<&str>, stream: bool) -> ChatInput {
+        ChatInput {
+            content: content.into(),
+            conversation_id: conversation_id.map(str::to_string),
+            model: Some("openai/gpt-4o".into()),
+            mode: None,
+            system_prompt: None,
+            stream,
+        }
+    }
+
+    /// Runs a turn to the point where it answers, polling nothing in the background.
+    fn start(
+        input: ChatInput,
+        repository: &Rc<MemoryRepository>,
+        model: &Rc<ScriptedModel>,
+        jobs: &Jobs,
+        title_model: Option<&str>,
+    ) -> ApiResult<TurnReply> {
+        let (chat, providers) = settings(title_model);
+        let turn = Turn {
+            user_id: USER,
+            input,
+            chat: &chat,
+            providers: &providers,
+            request_id: "req",
+            log_level: LogLevel::Error,
+            clock: Rc::new(FixedClock::at_secs(1_000)),
+            keepalive: None,
+        };
+        block_on(run(turn, repository.clone(), model.clone(), jobs))
+    }
+
+    /// Runs a future whose every await is ready at once (the fakes never wait).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..1_000 {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+        panic!("the future never completed");
+    }
+
+    /// Event names of the stream, taking every event until it ends; with `gone_after`, the
+    /// client disconnects once it has taken that many events.
+    fn drain(
+        relay: ReplyRelay,
+        jobs: &Jobs,
+        gone_after: Option<(usize, &ClientDisconnect)>,
+    ) -> Vec<String> {
+        let mut relay = Box::pin(relay);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut names = Vec::new();
+        for _ in 0..200 {
+            jobs.poll_all();
+            if let Some((n, disconnect)) = gone_after {
+                if names.len() == n {
+                    disconnect.mark_gone();
+                    jobs.poll_all();
+                    return names;
+                }
+            }
+            match Pin::new(&mut relay).poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    let text = String::from_utf8(bytes).expect("utf-8");
+                    if let Some(name) = text.lines().next().and_then(|l| l.strip_prefix("event: "))
+                    {
+                        names.push(name.to_string());
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => panic!("relay error {e}"),
+                Poll::Ready(None) => {
+                    assert!(jobs.poll_all(), "the recorder is still running");
+                    return names;
+                }
+                Poll::Pending => {}
+            }
+        }
+        panic!("the stream stalled after {names:?}");
+    }
+
+    fn streamed(reply: ApiResult<TurnReply>) -> ReplyRelay {
+        match reply.expect("the turn answers") {
+            TurnReply::Streamed(relay) => relay,
+            TurnReply::Complete(_) => panic!("expected a stream"),
+        }
+    }
+
+    fn hello() -> Answer {
+        Answer::Events {
+            model: "openai/gpt-4o",
+            events: vec![
+                ProviderEvent::TextDelta("Hel".into()),
+                ProviderEvent::TextDelta("lo".into()),
+                ProviderEvent::Usage(Usage::from_counts(3, 2)),
+                ProviderEvent::Finish(FinishReason::Stop),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_streamed_turn_stores_the_user_message_then_the_complete_reply() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Hi there", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        // The user's message is stored before the model is asked anything.
+        assert_eq!(repository.stored().len(), 1);
+        let names = drain(relay, &jobs, None);
+        assert_eq!(names, ["user_message", "delta", "delta", "usage", "done"]);
+        let stored = repository.stored();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(
+            (stored[0].role, stored[0].content.as_str()),
+            (Role::User, "Hi there")
+        );
+        assert_eq!(
+            (stored[1].role, stored[1].content.as_str(), stored[1].status),
+            (Role::Assistant, "Hello", MessageStatus::Complete)
+        );
+        assert_eq!(stored[1].usage, Some(Usage::from_counts(3, 2)));
+        let conversation = repository
+            .owned(USER, &stored[0].conversation_id)
+            .expect("created");
+        assert_eq!(conversation.title, "Hi there");
+        assert_eq!(conversation.message_count, 2);
+    }
+
+    #[test]
+    fn a_turn_that_is_not_streamed_answers_with_both_stored_messages() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let reply = start(send("Hi", None, false), &repository, &model, &jobs, None).expect("ok");
+        let TurnReply::Complete(sent) = reply else {
+            panic!("expected a complete answer")
+        };
+        assert_eq!(sent.user_message.content, "Hi");
+        assert_eq!(sent.assistant_message.content, "Hello");
+        assert_eq!(
+            sent.assistant_message.model.as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(sent.conversation.message_count, 2);
+        assert_eq!(repository.stored().len(), 2);
+    }
+
+    #[test]
+    fn a_client_that_disconnects_mid_stream_leaves_the_text_it_took_as_partial() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Hi", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        let disconnect = model.disconnect.clone();
+        // The client takes `user_message` and both deltas, then goes: the first delta counts
+        // as delivered (the relay was polled again after it), the second is still in flight.
+        let names = drain(relay, &jobs, Some((3, &disconnect)));
+        assert_eq!(names, ["user_message", "delta", "delta"]);
+        let stored = repository.stored();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(
+            (stored[1].status, stored[1].content.as_str()),
+            (MessageStatus::Partial, "Hel")
+        );
+    }
+
+    #[test]
+    fn a_model_failure_mid_stream_stores_the_text_so_far_as_error() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(Answer::Events {
+            model: "openai/gpt-4o",
+            events: vec![
+                ProviderEvent::TextDelta("Half an ".into()),
+                ProviderEvent::TextDelta("answer".into()),
+                ProviderEvent::Error(ProviderError::new(ProviderErrorKind::Overloaded, "busy")),
+            ],
+        });
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Hi", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        let names = drain(relay, &jobs, None);
+        assert_eq!(names, ["user_message", "delta", "delta", "error"]);
+        let stored = repository.stored();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(
+            (stored[1].status, stored[1].content.as_str()),
+            (MessageStatus::Error, "Half an answer")
+        );
+    }
+
+    #[test]
+    fn a_failure_before_any_output_stores_only_the_user_message() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(Answer::Refuses(ApiError::new(
+            502,
+            "provider_error",
+            "Provider openai failed",
+        )));
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Hi", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        let names = drain(relay, &jobs, None);
+        assert_eq!(names, ["user_message", "error"]);
+        let stored = repository.stored();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].role, Role::User);
+    }
+
+    #[test]
+    fn a_failure_of_a_turn_that_is_not_streamed_keeps_the_user_message() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(Answer::Refuses(ApiError::new(
+            429,
+            "provider_rate_limited",
+            "slow down",
+        )));
+        let jobs = Jobs::default();
+        let err = match start(send("Hi", None, false), &repository, &model, &jobs, None) {
+            Err(err) => err,
+            Ok(_) => panic!("expected the model's error"),
+        };
+        assert_eq!((err.status, err.code), (429, "provider_rate_limited"));
+        assert_eq!(repository.stored().len(), 1);
+    }
+
+    #[test]
+    fn a_reply_from_a_fallback_model_is_stored_under_the_model_that_answered() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(Answer::Events {
+            model: "anthropic/claude-3-5-haiku-latest",
+            events: vec![
+                ProviderEvent::TextDelta("From the fallback".into()),
+                ProviderEvent::Finish(FinishReason::Stop),
+            ],
+        });
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Hi", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        drain(relay, &jobs, None);
+        assert_eq!(model.asked.borrow()[0].0, "openai/gpt-4o");
+        let stored = repository.stored();
+        assert_eq!(
+            stored[1].model.as_deref(),
+            Some("anthropic/claude-3-5-haiku-latest")
+        );
+    }
+
+    #[test]
+    fn another_users_conversation_is_a_404_and_nothing_is_stored_or_asked() {
+        let repository = Rc::new(MemoryRepository::default());
+        let (_, theirs) = new_conversation(&send("Theirs", None, false), &"c".repeat(32), 1);
+        repository
+            .conversations
+            .borrow_mut()
+            .push(("someone-else".into(), theirs));
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let input = send("Mine now?", Some(&"c".repeat(32)), false);
+        let err = match start(input, &repository, &model, &jobs, None) {
+            Err(err) => err,
+            Ok(_) => panic!("expected 404"),
+        };
+        assert_eq!(err.status, 404);
+        assert!(repository.stored().is_empty());
+        assert!(model.asked.borrow().is_empty());
+    }
+
+    #[test]
+    fn the_history_is_sent_oldest_first_before_the_new_message() {
+        let repository = Rc::new(MemoryRepository::default());
+        let first = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let reply = start(send("First", None, false), &repository, &first, &jobs, None);
+        let TurnReply::Complete(sent) = reply.expect("ok") else {
+            panic!("expected a complete answer")
+        };
+        let second = ScriptedModel::new(hello());
+        let input = send("Second", Some(&sent.conversation.id), false);
+        start(input, &repository, &second, &jobs, None).expect("ok");
+        let asked = second.asked.borrow();
+        let contents: Vec<&str> = asked[0]
+            .1
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        assert_eq!(contents.last(), Some(&"Second"));
+        assert!(
+            contents
+                .windows(3)
+                .any(|w| w == ["First", "Hello", "Second"]),
+            "{contents:?}"
+        );
+    }
+
+    #[test]
+    fn a_store_failure_after_the_user_message_is_the_answer_and_loses_nothing_stored() {
+        let repository = Rc::new(MemoryRepository {
+            fail_replies: true,
+            ..MemoryRepository::default()
+        });
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let err = match start(send("Hi", None, false), &repository, &model, &jobs, None) {
+            Err(err) => err,
+            Ok(_) => panic!("expected the store's error"),
+        };
+        assert_eq!(err.status, 500);
+        assert_eq!(repository.stored().len(), 1, "the user's message stays");
+    }
+
+    #[test]
+    fn with_a_title_model_a_new_conversation_gets_the_models_title_in_the_background() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::answering(vec![
+            ("openai/gpt-4o", hello()),
+            (
+                "openai/gpt-4o-mini",
+                Answer::Events {
+                    model: "openai/gpt-4o-mini",
+                    events: vec![ProviderEvent::TextDelta("\"Trip to Lisbon.\"".into())],
+                },
+            ),
+        ]);
+        let jobs = Jobs::default();
+        start(
+            send("Plan a trip to Lisbon", None, true),
+            &repository,
+            &model,
+            &jobs,
+            Some("openai/gpt-4o-mini"),
+        )
+        .expect("ok");
+        let conversation_id = repository.stored()[0].conversation_id.clone();
+        assert_eq!(
+            repository.owned(USER, &conversation_id).expect("c").title,
+            "Plan a trip to Lisbon"
+        );
+        // The title job was registered before the reply's recorder and runs on its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let title_job = jobs.0.borrow_mut().remove(0);
+        let mut title_job = title_job;
+        assert!(title_job.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(
+            repository.owned(USER, &conversation_id).expect("c").title,
+            "Trip to Lisbon"
+        );
+        let asked: Vec<String> = model
+            .asked
+            .borrow()
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect();
+        assert!(
+            asked.contains(&"openai/gpt-4o-mini".to_string()),
+            "{asked:?}"
         );
     }
 }
