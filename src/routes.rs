@@ -13,6 +13,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(crate::meta::health::routes());
     all.extend(crate::meta::debug::routes());
     all.extend(crate::auth::routes::login::routes());
+    all.extend(crate::auth::routes::email_links::routes());
     all.extend(crate::auth::routes::mfa::routes());
     all.extend(crate::auth::routes::users::routes());
     all.extend(crate::auth::routes::api_keys::routes());

@@ -11,10 +11,11 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Fetch, Headers, Method, Request, RequestInit};
 
+use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1::{self};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EmailMessage {
@@ -36,18 +37,7 @@ pub struct DevOutbox {
 
 impl EmailSender for DevOutbox {
     async fn send(&self, m: &EmailMessage) -> ApiResult<()> {
-        d1::execute(
-            &self.db,
-            "insert into dev_outbox (to_address, subject, body, created_at) values (?1, ?2, ?3, ?4)",
-            &[
-                Val::from(&m.to),
-                Val::from(&m.subject),
-                Val::from(&m.text),
-                Val::from(SystemClock.now_ms()),
-            ],
-        )
-        .await?;
-        Ok(())
+        store::add_to_outbox(&self.db, &m.to, &m.subject, &m.text, SystemClock.now_ms()).await
     }
 }
 

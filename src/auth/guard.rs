@@ -4,15 +4,14 @@
 //! an access token (a JWT whose session must still be live in KV — so logout takes effect at
 //! once) and an API key (`tl_…`, looked up by hash in D1, so revocation is immediate).
 
-use serde::Deserialize;
-
 use crate::auth::crypto::access_token::{TokenError, TokenSigner, TokenType};
 use crate::auth::crypto::secrets::{is_api_key_format, sha256_hex};
 use crate::auth::sessions::SessionStore;
+use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,21 +93,9 @@ pub async fn authenticate(cx: &Ctx) -> ApiResult<Principal> {
 }
 
 async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        user_id: String,
-        expires_at: Option<u64>,
-        last_used_at: Option<u64>,
-    }
     let db = d1::database(cx)?;
     let now_ms = SystemClock.now_ms();
-    let row: Option<Row> = d1::first(
-        &db,
-        "select id, user_id, expires_at, last_used_at from api_keys where key_hash = ?1 and revoked_at is null",
-        &[Val::from(&sha256_hex(key))],
-    )
-    .await?;
+    let row = store::find_api_key(&db, &sha256_hex(key)).await?;
     let row = row
         .filter(|r| r.expires_at.is_none_or(|e| e > now_ms))
         .ok_or_else(|| {
@@ -123,12 +110,7 @@ async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
     {
         let id = row.id.clone();
         cx.worker_ctx.wait_until(async move {
-            let _ = d1::execute(
-                &db,
-                "update api_keys set last_used_at = ?1 where id = ?2",
-                &[Val::from(now_ms), Val::from(&id)],
-            )
-            .await;
+            let _ = store::touch_api_key(&db, &id, now_ms).await;
         });
     }
     Ok(Principal {

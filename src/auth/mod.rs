@@ -10,6 +10,7 @@
 //! - [`guard`]: who is calling (access token or API key). [`email`]: sending mail.
 //! - [`routes`]: the HTTP handlers.
 
+pub mod account;
 pub mod crypto;
 pub mod email;
 pub mod guard;

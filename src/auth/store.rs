@@ -1,5 +1,7 @@
-//! Users in D1: lookup, creation, password changes with history, lockout counting, and the
-//! public view of a user (which never includes a secret).
+//! Every SQL statement on accounts, in D1: users (lookup, creation, password changes with
+//! history, lockout counting, profile, deletion), one-time email tokens, MFA secrets and
+//! recovery codes, API keys and the development outbox — plus the public view of a user
+//! (which never includes a secret). Handlers call these functions; none of them writes SQL.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -276,6 +278,382 @@ pub async fn clear_failures(db: &D1Database, email: &str) -> ApiResult<()> {
     )
     .await?;
     Ok(())
+}
+
+// ---- profile and account deletion ------------------------------------------------------------
+
+pub async fn update_profile(
+    db: &D1Database,
+    user_id: &str,
+    full_name: Option<&str>,
+    preferences: &str,
+    now_ms: u64,
+) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "update users set full_name = ?1, preferences = ?2, updated_at = ?3 where id = ?4",
+        &[
+            Val::from(full_name),
+            Val::from(preferences),
+            Val::from(now_ms),
+            Val::from(user_id),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes the user (conversations, messages, API keys and tokens follow by cascade), their
+/// login-failure record and their development mail, in one transaction.
+pub async fn delete_user(db: &D1Database, user: &UserRow) -> ApiResult<()> {
+    let delete_user = d1::stmt(
+        db,
+        "delete from users where id = ?1",
+        &[Val::from(&user.id)],
+    )?;
+    let delete_failures = d1::stmt(
+        db,
+        "delete from login_failures where email = ?1",
+        &[Val::from(&user.email)],
+    )?;
+    let delete_outbox = d1::stmt(
+        db,
+        "delete from dev_outbox where to_address = ?1 collate nocase",
+        &[Val::from(&user.email)],
+    )?;
+    d1::batch(db, vec![delete_user, delete_failures, delete_outbox]).await
+}
+
+// ---- email tokens ----------------------------------------------------------------------------
+
+/// Stores a one-time email token by its hash. Only the newest link of a kind works: older
+/// unused ones are spent in the same transaction.
+pub async fn replace_email_token(
+    db: &D1Database,
+    user_id: &str,
+    purpose: &str,
+    token_hash: &str,
+    now_ms: u64,
+    expires_at_ms: u64,
+) -> ApiResult<()> {
+    let spend_older = d1::stmt(
+        db,
+        "update email_tokens set used_at = ?1 where user_id = ?2 and purpose = ?3 and used_at is null",
+        &[Val::from(now_ms), Val::from(user_id), Val::from(purpose)],
+    )?;
+    let insert = d1::stmt(
+        db,
+        "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) values (?1, ?2, ?3, ?4, ?5)",
+        &[
+            Val::from(token_hash),
+            Val::from(user_id),
+            Val::from(purpose),
+            Val::from(now_ms),
+            Val::from(expires_at_ms),
+        ],
+    )?;
+    d1::batch(db, vec![spend_older, insert]).await
+}
+
+#[derive(Deserialize)]
+struct UserIdRow {
+    user_id: String,
+}
+
+/// Spends a one-time email token: its user when it was valid, unused and unexpired. The
+/// conditional update makes it single-use even under concurrent attempts.
+pub async fn spend_email_token(
+    db: &D1Database,
+    token_hash: &str,
+    purpose: &str,
+    now_ms: u64,
+) -> ApiResult<Option<String>> {
+    let row: Option<UserIdRow> = d1::first(
+        db,
+        "update email_tokens set used_at = ?1 where token_hash = ?2 and purpose = ?3 and used_at is null and expires_at > ?1 returning user_id",
+        &[Val::from(now_ms), Val::from(token_hash), Val::from(purpose)],
+    )
+    .await?;
+    Ok(row.map(|r| r.user_id))
+}
+
+/// The user of a live password-reset token, without spending it.
+pub async fn reset_token_user(
+    db: &D1Database,
+    token_hash: &str,
+    now_ms: u64,
+) -> ApiResult<Option<String>> {
+    let row: Option<UserIdRow> = d1::first(
+        db,
+        "select user_id from email_tokens where token_hash = ?1 and purpose = 'reset_password' and used_at is null and expires_at > ?2",
+        &[Val::from(token_hash), Val::from(now_ms)],
+    )
+    .await?;
+    Ok(row.map(|r| r.user_id))
+}
+
+pub async fn mark_email_verified(db: &D1Database, user_id: &str, now_ms: u64) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "update users set email_verified_at = coalesce(email_verified_at, ?1), updated_at = ?1 where id = ?2",
+        &[Val::from(now_ms), Val::from(user_id)],
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- MFA -------------------------------------------------------------------------------------
+
+/// Records the TOTP time step just used; false when it (or a later one) was used already, so
+/// a replayed code or a concurrent second use is refused.
+pub async fn record_totp_step(db: &D1Database, user_id: &str, step: u64) -> ApiResult<bool> {
+    let changed = d1::execute(
+        db,
+        "update users set mfa_last_step = ?1 where id = ?2 and (mfa_last_step is null or mfa_last_step < ?1)",
+        &[Val::from(step), Val::from(user_id)],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Spends a recovery code by its hash; true when it was the user's and unused.
+pub async fn spend_recovery_code(
+    db: &D1Database,
+    user_id: &str,
+    code_hash: &str,
+    now_ms: u64,
+) -> ApiResult<bool> {
+    let changed = d1::execute(
+        db,
+        "update mfa_recovery_codes set used_at = ?1 where code_hash = ?2 and user_id = ?3 and used_at is null",
+        &[Val::from(now_ms), Val::from(code_hash), Val::from(user_id)],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Keeps a new, not yet enabled TOTP secret.
+pub async fn set_pending_mfa_secret(
+    db: &D1Database,
+    user_id: &str,
+    secret: &str,
+    now_ms: u64,
+) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "update users set mfa_secret = ?1, mfa_last_step = null, updated_at = ?2 where id = ?3",
+        &[Val::from(secret), Val::from(now_ms), Val::from(user_id)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Turns MFA on with a fresh set of recovery codes (by hash), in one transaction.
+pub async fn enable_mfa(
+    db: &D1Database,
+    user_id: &str,
+    recovery_code_hashes: &[String],
+    now_ms: u64,
+) -> ApiResult<()> {
+    let mut statements = vec![
+        d1::stmt(
+            db,
+            "update users set mfa_enabled_at = ?1, updated_at = ?1 where id = ?2",
+            &[Val::from(now_ms), Val::from(user_id)],
+        )?,
+        d1::stmt(
+            db,
+            "delete from mfa_recovery_codes where user_id = ?1",
+            &[Val::from(user_id)],
+        )?,
+    ];
+    for hash in recovery_code_hashes {
+        statements.push(d1::stmt(
+            db,
+            "insert into mfa_recovery_codes (code_hash, user_id) values (?1, ?2)",
+            &[Val::from(hash), Val::from(user_id)],
+        )?);
+    }
+    d1::batch(db, statements).await
+}
+
+/// Turns MFA off and drops the recovery codes, in one transaction.
+pub async fn disable_mfa(db: &D1Database, user_id: &str, now_ms: u64) -> ApiResult<()> {
+    let clear = d1::stmt(
+        db,
+        "update users set mfa_secret = null, mfa_enabled_at = null, mfa_last_step = null, updated_at = ?1 where id = ?2",
+        &[Val::from(now_ms), Val::from(user_id)],
+    )?;
+    let codes = d1::stmt(
+        db,
+        "delete from mfa_recovery_codes where user_id = ?1",
+        &[Val::from(user_id)],
+    )?;
+    d1::batch(db, vec![clear, codes]).await
+}
+
+// ---- API keys --------------------------------------------------------------------------------
+
+/// An API key as its owner sees it in a list (never the key itself).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: u64,
+    pub last_used_at: Option<u64>,
+    pub expires_at: Option<u64>,
+}
+
+/// A new API key, stored by hash.
+pub struct NewApiKey<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub key_hash: &'a str,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+}
+
+pub async fn count_active_api_keys(db: &D1Database, user_id: &str) -> ApiResult<u64> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    Ok(d1::first::<Count>(
+        db,
+        "select count(*) as n from api_keys where user_id = ?1 and revoked_at is null",
+        &[Val::from(user_id)],
+    )
+    .await?
+    .map_or(0, |c| c.n))
+}
+
+pub async fn insert_api_key(db: &D1Database, key: &NewApiKey<'_>) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "insert into api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &[
+            Val::from(key.id),
+            Val::from(key.user_id),
+            Val::from(key.name),
+            Val::from(key.prefix),
+            Val::from(key.key_hash),
+            Val::from(key.created_at),
+            Val::from(key.expires_at),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn list_api_keys(db: &D1Database, user_id: &str) -> ApiResult<Vec<ApiKeyRow>> {
+    d1::all(
+        db,
+        "select id, name, prefix, created_at, last_used_at, expires_at from api_keys where user_id = ?1 and revoked_at is null order by created_at desc",
+        &[Val::from(user_id)],
+    )
+    .await
+}
+
+/// Revokes the user's key `id`; false when there is no such active key of theirs.
+pub async fn revoke_api_key(
+    db: &D1Database,
+    user_id: &str,
+    id: &str,
+    now_ms: u64,
+) -> ApiResult<bool> {
+    let changed = d1::execute(
+        db,
+        "update api_keys set revoked_at = ?1 where id = ?2 and user_id = ?3 and revoked_at is null",
+        &[Val::from(now_ms), Val::from(id), Val::from(user_id)],
+    )
+    .await?;
+    Ok(changed > 0)
+}
+
+/// An active key by the hash of the key presented.
+#[derive(Debug, Deserialize)]
+pub struct ApiKeyCredential {
+    pub id: String,
+    pub user_id: String,
+    pub expires_at: Option<u64>,
+    pub last_used_at: Option<u64>,
+}
+
+pub async fn find_api_key(db: &D1Database, key_hash: &str) -> ApiResult<Option<ApiKeyCredential>> {
+    d1::first(
+        db,
+        "select id, user_id, expires_at, last_used_at from api_keys where key_hash = ?1 and revoked_at is null",
+        &[Val::from(key_hash)],
+    )
+    .await
+}
+
+pub async fn touch_api_key(db: &D1Database, id: &str, now_ms: u64) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "update api_keys set last_used_at = ?1 where id = ?2",
+        &[Val::from(now_ms), Val::from(id)],
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- development outbox ----------------------------------------------------------------------
+
+/// A message in the development outbox.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub to_address: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: u64,
+}
+
+pub async fn add_to_outbox(
+    db: &D1Database,
+    to: &str,
+    subject: &str,
+    body: &str,
+    now_ms: u64,
+) -> ApiResult<()> {
+    d1::execute(
+        db,
+        "insert into dev_outbox (to_address, subject, body, created_at) values (?1, ?2, ?3, ?4)",
+        &[
+            Val::from(to),
+            Val::from(subject),
+            Val::from(body),
+            Val::from(now_ms),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The newest 100 messages, to one address (any case) or to all.
+pub async fn outbox(db: &D1Database, to: Option<&str>) -> ApiResult<Vec<OutboxRow>> {
+    match to {
+        Some(to) => {
+            d1::all(
+                db,
+                "select id, to_address, subject, body, created_at from dev_outbox where to_address = ?1 collate nocase order by id desc limit 100",
+                &[Val::from(to)],
+            )
+            .await
+        }
+        None => {
+            d1::all(
+                db,
+                "select id, to_address, subject, body, created_at from dev_outbox order by id desc limit 100",
+                &[],
+            )
+            .await
+        }
+    }
 }
 
 #[cfg(test)]

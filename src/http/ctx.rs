@@ -90,6 +90,17 @@ impl Ctx {
     }
 }
 
+/// A string field that must be present and non-empty (422 naming it otherwise).
+pub fn required<'a>(value: &'a Option<String>, field: &str) -> ApiResult<&'a str> {
+    match value.as_deref() {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::validation(
+            field,
+            format!("`{field}` is required."),
+        )),
+    }
+}
+
 /// 415 unless the content type's media type (parameters ignored) is `expected`.
 pub fn require_media_type(content_type: Option<&str>, expected: &str) -> ApiResult<()> {
     let media = content_type

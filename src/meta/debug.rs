@@ -1,15 +1,15 @@
 //! Development-only routes: recent log lines, the email outbox and a deliberate panic.
 //! Outside development they answer exactly like unknown routes.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::Response;
 
+use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::{handler, Method, Route};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1;
 use crate::platform::logging;
 
 pub fn routes() -> Vec<Route> {
@@ -63,37 +63,11 @@ async fn debug_panic(cx: Ctx) -> ApiResult<Response> {
     panic!("deliberate panic from /debug/panic");
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct OutboxRow {
-    id: i64,
-    to_address: String,
-    subject: String,
-    body: String,
-    created_at: u64,
-}
-
 /// GET /debug/outbox?to=EMAIL — account email sent in development, newest first.
 async fn debug_outbox(cx: Ctx) -> ApiResult<Response> {
     development_only(&cx)?;
     let db = d1::database(&cx)?;
-    let rows: Vec<OutboxRow> = match cx.query("to") {
-        Some(to) => {
-            d1::all(
-                &db,
-                "select id, to_address, subject, body, created_at from dev_outbox where to_address = ?1 collate nocase order by id desc limit 100",
-                &[Val::from(&to)],
-            )
-            .await?
-        }
-        None => {
-            d1::all(
-                &db,
-                "select id, to_address, subject, body, created_at from dev_outbox order by id desc limit 100",
-                &[],
-            )
-            .await?
-        }
-    };
+    let rows = store::outbox(&db, cx.query("to").as_deref()).await?;
     let messages: Vec<_> = rows
         .into_iter()
         .map(|r| json!({ "id": r.id, "to": r.to_address, "subject": r.subject, "text": r.body, "created_at": r.created_at }))

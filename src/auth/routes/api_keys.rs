@@ -5,19 +5,20 @@
 //! Managing keys needs a login session: a leaked key must not be able to mint more keys.
 
 use crate::platform::random::SystemRandom;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use worker::Response;
 
 use crate::auth::crypto::secrets::{generate_api_key, sha256_hex};
 use crate::auth::guard::{self, Principal};
+use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
 use crate::http::router::{Method, Route};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1::{self};
 use crate::platform::ids;
 
 /// Keys a user may hold at once (revoked ones do not count).
@@ -71,17 +72,7 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
         ));
     }
     let db = d1::database(&cx)?;
-    #[derive(Deserialize)]
-    struct Count {
-        n: u64,
-    }
-    let active = d1::first::<Count>(
-        &db,
-        "select count(*) as n from api_keys where user_id = ?1 and revoked_at is null",
-        &[Val::from(&principal.user_id)],
-    )
-    .await?
-    .map_or(0, |c| c.n);
+    let active = store::count_active_api_keys(&db, &principal.user_id).await?;
     if active >= MAX_KEYS_PER_USER {
         return Err(ApiError::conflict(
             "too_many_api_keys",
@@ -92,18 +83,17 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
     let id = ids::new_id(now_ms)?;
     let (key, prefix) = generate_api_key(&mut SystemRandom)?;
     let expires_at = body.expires_in_days.map(|d| now_ms + d * 86_400_000);
-    d1::execute(
+    store::insert_api_key(
         &db,
-        "insert into api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        &[
-            Val::from(&id),
-            Val::from(&principal.user_id),
-            Val::from(name),
-            Val::from(&prefix),
-            Val::from(&sha256_hex(&key)),
-            Val::from(now_ms),
-            Val::from(expires_at),
-        ],
+        &store::NewApiKey {
+            id: &id,
+            user_id: &principal.user_id,
+            name,
+            prefix: &prefix,
+            key_hash: &sha256_hex(&key),
+            created_at: now_ms,
+            expires_at,
+        },
     )
     .await?;
     response::json(
@@ -120,25 +110,10 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
     )
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct KeyRow {
-    id: String,
-    name: String,
-    prefix: String,
-    created_at: u64,
-    last_used_at: Option<u64>,
-    expires_at: Option<u64>,
-}
-
 /// GET /api/keys — the user's active keys: prefix, name, created, last used, expiry.
 async fn list(cx: Ctx) -> ApiResult<Response> {
     let principal = session_principal(&cx).await?;
-    let rows: Vec<KeyRow> = d1::all(
-        &d1::database(&cx)?,
-        "select id, name, prefix, created_at, last_used_at, expires_at from api_keys where user_id = ?1 and revoked_at is null order by created_at desc",
-        &[Val::from(&principal.user_id)],
-    )
-    .await?;
+    let rows = store::list_api_keys(&d1::database(&cx)?, &principal.user_id).await?;
     response::json(200, &json!({ "keys": rows }))
 }
 
@@ -149,17 +124,14 @@ async fn revoke(cx: Ctx) -> ApiResult<Response> {
     if !ids::is_valid_id(&id) {
         return Err(ApiError::not_found());
     }
-    let changed = d1::execute(
+    let revoked = store::revoke_api_key(
         &d1::database(&cx)?,
-        "update api_keys set revoked_at = ?1 where id = ?2 and user_id = ?3 and revoked_at is null",
-        &[
-            Val::from(SystemClock.now_ms()),
-            Val::from(&id),
-            Val::from(&principal.user_id),
-        ],
+        &principal.user_id,
+        &id,
+        SystemClock.now_ms(),
     )
     .await?;
-    if changed == 0 {
+    if !revoked {
         return Err(ApiError::not_found());
     }
     response::no_content()

@@ -1,29 +1,28 @@
 //! `/api/auth` — registration, login (form and JSON), refresh rotation, logout, the caller's
-//! identity, sessions, email verification and password reset.
+//! identity and sessions. Email links (verification, password reset) are in
+//! [`super::email_links`], MFA in [`super::mfa`].
 
-use crate::platform::random::SystemRandom;
 use std::cell::RefCell;
 
 use serde::Deserialize;
 use serde_json::json;
 use worker::Response;
 
+use crate::auth::account::{send_verification, start_session, token_response};
 use crate::auth::crypto::access_token::{TokenType, MFA_TOKEN_TTL_SECS};
 use crate::auth::crypto::password_hash::{
     hash_password, needs_rehash, verify_password, Argon2Params, DUMMY_HASH,
 };
-use crate::auth::crypto::secrets::{random_token, sha256_hex, TOKEN_BYTES};
-use crate::auth::email::{self, Mailer};
 use crate::auth::guard::{self, Principal};
 use crate::auth::sessions::{RefreshRefused, SessionStore};
-use crate::auth::store::{self, UserRow};
-use crate::http::ctx::Ctx;
+use crate::auth::store::{self};
+use crate::http::ctx::{required, Ctx};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
 use crate::http::router::{Method, Route};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1::{self};
 use crate::platform::ids;
 use crate::rate_limit::kv::{self as rate_limit, client_ip};
 
@@ -43,41 +42,10 @@ pub fn routes() -> Vec<Route> {
             "/api/auth/sessions/{id}",
             handler!(delete_session),
         ),
-        Route::new(
-            Method::Post,
-            "/api/auth/verify-email",
-            handler!(verify_email),
-        ),
-        Route::new(
-            Method::Post,
-            "/api/auth/resend-verification",
-            handler!(resend_verification),
-        ),
-        Route::new(
-            Method::Post,
-            "/api/auth/forgot-password",
-            handler!(forgot_password),
-        ),
-        Route::new(
-            Method::Post,
-            "/api/auth/reset-password",
-            handler!(reset_password),
-        ),
     ]
 }
 
 // ---- shared pieces --------------------------------------------------------------------------
-
-/// A string field that must be present and non-empty.
-pub fn required<'a>(value: &'a Option<String>, field: &str) -> ApiResult<&'a str> {
-    match value.as_deref() {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ApiError::validation(
-            field,
-            format!("`{field}` is required."),
-        )),
-    }
-}
 
 fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "Incorrect email or password.")
@@ -104,141 +72,6 @@ fn dummy_hash(params: Argon2Params) -> String {
         *cell.borrow_mut() = Some((params, hash.clone()));
         hash
     })
-}
-
-/// `{access_token, refresh_token, token_type, expires_in}` for a new or refreshed session.
-fn token_response(
-    cx: &Ctx,
-    user_id: &str,
-    session_id: &str,
-    refresh_token: &str,
-    now_ms: u64,
-) -> ApiResult<Response> {
-    let signer = guard::signer(cx)?;
-    let access = signer.issue(user_id, session_id, now_ms / 1000);
-    response::json(
-        200,
-        &json!({
-            "access_token": access,
-            "refresh_token": refresh_token,
-            "token_type": "bearer",
-            "expires_in": signer.ttl_secs(),
-        }),
-    )
-}
-
-/// Starts a session and answers with its tokens: the end of every successful login.
-pub async fn start_session(cx: &Ctx, user_id: &str, now_ms: u64) -> ApiResult<Response> {
-    let store = SessionStore::new(cx)?;
-    let (session, refresh) = store
-        .create(
-            user_id,
-            cx.header("user-agent"),
-            now_ms,
-            cx.config.auth.refresh_token_ttl_secs,
-        )
-        .await?;
-    token_response(cx, user_id, &session.id, &refresh, now_ms)
-}
-
-/// Stores a one-time email token (hashed) and returns the raw token for the message. Only
-/// the newest link of a kind works: older unused ones are spent.
-async fn store_email_token(
-    db: &worker::D1Database,
-    user_id: &str,
-    purpose: &str,
-    now_ms: u64,
-    ttl_secs: u64,
-) -> ApiResult<String> {
-    let token = random_token(&mut SystemRandom, TOKEN_BYTES)?;
-    let spend_older = d1::stmt(
-        db,
-        "update email_tokens set used_at = ?1 where user_id = ?2 and purpose = ?3 and used_at is null",
-        &[Val::from(now_ms), Val::from(user_id), Val::from(purpose)],
-    )?;
-    let insert = d1::stmt(
-        db,
-        "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) values (?1, ?2, ?3, ?4, ?5)",
-        &[
-            Val::from(&sha256_hex(&token)),
-            Val::from(user_id),
-            Val::from(purpose),
-            Val::from(now_ms),
-            Val::from(now_ms + ttl_secs * 1000),
-        ],
-    )?;
-    d1::batch(db, vec![spend_older, insert]).await?;
-    Ok(token)
-}
-
-/// Spends a one-time email token: returns its user when it was valid, unused and unexpired.
-/// The conditional update makes it single-use even under concurrent attempts.
-async fn spend_email_token(
-    cx: &Ctx,
-    token: &str,
-    purpose: &str,
-    now_ms: u64,
-) -> ApiResult<Option<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-    }
-    let db = d1::database(cx)?;
-    let row: Option<Row> = d1::first(
-        &db,
-        "update email_tokens set used_at = ?1 where token_hash = ?2 and purpose = ?3 and used_at is null and expires_at > ?1 returning user_id",
-        &[Val::from(now_ms), Val::from(&sha256_hex(token)), Val::from(purpose)],
-    )
-    .await?;
-    Ok(row.map(|r| r.user_id))
-}
-
-async fn send_verification(cx: &Ctx, user: &UserRow, now_ms: u64) -> ApiResult<()> {
-    let mailer = Mailer::for_request(cx)?;
-    mailer.require_configured()?;
-    let db = d1::database(cx)?;
-    let token = store_email_token(
-        &db,
-        &user.id,
-        "verify_email",
-        now_ms,
-        cx.config.auth.email_token_ttl_secs,
-    )
-    .await?;
-    mailer
-        .send(&email::verification_message(
-            &user.email,
-            &cx.config.email.app_base_url,
-            &token,
-        ))
-        .await
-}
-
-/// Checks a new password against the policy and the user's recent passwords (422 on refusal).
-pub async fn check_new_password(
-    cx: &Ctx,
-    user: &UserRow,
-    password: &str,
-    field: &str,
-) -> ApiResult<()> {
-    cx.config
-        .auth
-        .password_policy
-        .check(password, &user.email)
-        .map_err(|v| ApiError::new(422, v.code(), v.message()).with_field(field))?;
-    let db = d1::database(cx)?;
-    if store::reuses_recent_password(&db, &user.id, password).await? {
-        return Err(ApiError::new(
-            422,
-            "password_reused",
-            format!(
-                "Choose a password you have not used for your last {} passwords.",
-                store::PASSWORD_HISTORY_DEPTH
-            ),
-        )
-        .with_field(field));
-    }
-    Ok(())
 }
 
 // ---- registration and login -----------------------------------------------------------------
@@ -550,177 +383,4 @@ async fn delete_session(cx: Ctx) -> ApiResult<Response> {
     }
     store.revoke(&principal.user_id, &id).await?;
     response::no_content()
-}
-
-// ---- email verification and password reset --------------------------------------------------
-
-#[derive(Deserialize)]
-struct TokenBody {
-    token: Option<String>,
-}
-
-/// POST /api/auth/verify-email — spends a verification token from the email.
-async fn verify_email(mut cx: Ctx) -> ApiResult<Response> {
-    let body: TokenBody = cx.json().await?;
-    let token = required(&body.token, "token")?.to_string();
-    let now_ms = SystemClock.now_ms();
-    let user_id = spend_email_token(&cx, &token, "verify_email", now_ms)
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "token_invalid",
-                "The verification token is invalid, used or expired.",
-            )
-        })?;
-    let db = d1::database(&cx)?;
-    d1::execute(
-        &db,
-        "update users set email_verified_at = coalesce(email_verified_at, ?1), updated_at = ?1 where id = ?2",
-        &[Val::from(now_ms), Val::from(&user_id)],
-    )
-    .await?;
-    let user = store::require_by_id(&db, &user_id).await?;
-    response::json(200, &user.public())
-}
-
-#[derive(Deserialize)]
-struct EmailBody {
-    email: Option<String>,
-}
-
-/// The work behind forgot-password and resend-verification runs after the response, so the
-/// answer (always 202) and its timing say nothing about whether the address has an account.
-fn send_in_background(cx: &Ctx, email: String, purpose: &'static str) -> ApiResult<()> {
-    let db = d1::database(cx)?;
-    let mailer = Mailer::for_request(cx)?;
-    mailer.require_configured()?;
-    let app_base_url = cx.config.email.app_base_url.clone();
-    let ttl_secs = cx.config.auth.email_token_ttl_secs;
-    let log_level = cx.config.log_level;
-    let request_id = cx.request_id.clone();
-    cx.worker_ctx.wait_until(async move {
-        let now_ms = SystemClock.now_ms();
-        let result: ApiResult<()> = async {
-            let Some(user) = store::find_by_email(&db, &email).await? else {
-                return Ok(());
-            };
-            if purpose == "verify_email" && user.email_verified_at.is_some() {
-                return Ok(());
-            }
-            let token = store_email_token(&db, &user.id, purpose, now_ms, ttl_secs).await?;
-            let message = if purpose == "reset_password" {
-                email::reset_message(&user.email, &app_base_url, &token, ttl_secs / 60)
-            } else {
-                email::verification_message(&user.email, &app_base_url, &token)
-            };
-            mailer.send(&message).await
-        }
-        .await;
-        if let Err(err) = result {
-            crate::platform::logging::LogLine::new(
-                crate::platform::logging::LogLevel::Error,
-                now_ms,
-                "account email failed",
-            )
-            .field("request_id", request_id.as_str())
-            .field("purpose", purpose)
-            .field("error_code", err.code)
-            .field("error_detail", err.internal.unwrap_or_default())
-            .emit(log_level);
-        }
-    });
-    Ok(())
-}
-
-fn accepted() -> ApiResult<Response> {
-    response::json(
-        202,
-        &json!({ "message": "If an account exists for that address, an email is on its way." }),
-    )
-}
-
-async fn email_request(mut cx: Ctx, purpose: &'static str) -> ApiResult<Response> {
-    let ip_limit = cx.config.rate_limits.forgot_password;
-    rate_limit::enforce(
-        &cx,
-        &format!("{purpose}-ip"),
-        &client_ip(&cx),
-        crate::rate_limit::Limit::new(ip_limit.max * 4, ip_limit.window_secs),
-    )
-    .await?;
-    let body: EmailBody = cx.json().await?;
-    let email = store::normalize_email(required(&body.email, "email")?)
-        .ok_or_else(|| ApiError::validation("email", "`email` is not a valid email address."))?;
-    rate_limit::enforce(&cx, purpose, &email.to_lowercase(), ip_limit).await?;
-    send_in_background(&cx, email, purpose)?;
-    accepted()
-}
-
-/// POST /api/auth/forgot-password — always 202, whether or not the address has an account;
-/// when it does, a single-use reset link is emailed.
-async fn forgot_password(cx: Ctx) -> ApiResult<Response> {
-    email_request(cx, "reset_password").await
-}
-
-/// POST /api/auth/resend-verification — always 202; sends a fresh verification link to an
-/// unverified account (works without logging in, for deployments that require verification).
-async fn resend_verification(cx: Ctx) -> ApiResult<Response> {
-    email_request(cx, "verify_email").await
-}
-
-#[derive(Deserialize)]
-struct ResetBody {
-    token: Option<String>,
-    new_password: Option<String>,
-    password: Option<String>,
-}
-
-/// POST /api/auth/reset-password — sets a new password with a reset token and ends every
-/// session of the user.
-async fn reset_password(mut cx: Ctx) -> ApiResult<Response> {
-    let body: ResetBody = cx.json().await?;
-    let token = required(&body.token, "token")?.to_string();
-    let new_password = body.new_password.or(body.password);
-    let new_password = required(&new_password, "new_password")?.to_string();
-    let db = d1::database(&cx)?;
-    let now_ms = SystemClock.now_ms();
-
-    // Validate against the token's user before spending the token, so a refused password
-    // does not burn the link.
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-    }
-    let row: Option<Row> = d1::first(
-        &db,
-        "select user_id from email_tokens where token_hash = ?1 and purpose = 'reset_password' and used_at is null and expires_at > ?2",
-        &[Val::from(&sha256_hex(&token)), Val::from(now_ms)],
-    )
-    .await?;
-    let invalid = || {
-        ApiError::bad_request(
-            "token_invalid",
-            "The reset token is invalid, used or expired.",
-        )
-    };
-    let user_id = row.ok_or_else(invalid)?.user_id;
-    let user = store::find_by_id(&db, &user_id)
-        .await?
-        .ok_or_else(invalid)?;
-    check_new_password(&cx, &user, &new_password, "new_password").await?;
-    if spend_email_token(&cx, &token, "reset_password", now_ms)
-        .await?
-        .as_deref()
-        != Some(user.id.as_str())
-    {
-        return Err(invalid());
-    }
-    let hash = store::hash_new_password(&new_password, cx.config.auth.argon2)?;
-    store::set_password(&db, &user.id, &hash, now_ms).await?;
-    store::clear_failures(&db, &user.email).await?;
-    SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
-    response::json(
-        200,
-        &json!({ "message": "Password changed. Log in with the new password." }),
-    )
 }

@@ -8,19 +8,20 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::Response;
 
+use crate::auth::account::start_session;
 use crate::auth::crypto::access_token::TokenType;
 use crate::auth::crypto::password_hash::verify_password;
 use crate::auth::crypto::totp;
 use crate::auth::guard;
-use crate::auth::routes::login::{required, start_session};
 use crate::auth::store::{self, UserRow};
+use crate::http::ctx::required;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
 use crate::http::router::{Method, Route};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1::{self};
 use crate::platform::random::SystemRandom;
 use crate::rate_limit::kv as rate_limit;
 
@@ -56,13 +57,7 @@ async fn accept_totp(
     let Some(step) = totp::verify(&secret, code, now_ms / 1000, user.mfa_last_step) else {
         return Ok(false);
     };
-    let changed = d1::execute(
-        db,
-        "update users set mfa_last_step = ?1 where id = ?2 and (mfa_last_step is null or mfa_last_step < ?1)",
-        &[Val::from(step), Val::from(&user.id)],
-    )
-    .await?;
-    Ok(changed == 1)
+    store::record_totp_step(db, &user.id, step).await
 }
 
 /// Spends a recovery code of `user`; true when it was valid and unused.
@@ -75,13 +70,7 @@ async fn accept_recovery_code(
     let Some(hash) = totp::hash_recovery_code(code) else {
         return Ok(false);
     };
-    let changed = d1::execute(
-        db,
-        "update mfa_recovery_codes set used_at = ?1 where code_hash = ?2 and user_id = ?3 and used_at is null",
-        &[Val::from(now_ms), Val::from(&hash), Val::from(&user.id)],
-    )
-    .await?;
-    Ok(changed == 1)
+    store::spend_recovery_code(db, &user.id, &hash, now_ms).await
 }
 
 /// POST /api/auth/mfa/setup — a new TOTP secret and its `otpauth://` URI (for a QR code).
@@ -98,12 +87,7 @@ async fn setup(cx: Ctx) -> ApiResult<Response> {
     }
     let secret = totp::base32_encode(&totp::generate_secret(&mut SystemRandom)?);
     let now_ms = SystemClock.now_ms();
-    d1::execute(
-        &db,
-        "update users set mfa_secret = ?1, mfa_last_step = null, updated_at = ?2 where id = ?3",
-        &[Val::from(&secret), Val::from(now_ms), Val::from(&user.id)],
-    )
-    .await?;
+    store::set_pending_mfa_secret(&db, &user.id, &secret, now_ms).await?;
     response::json(
         200,
         &json!({
@@ -147,28 +131,14 @@ async fn enable(mut cx: Ctx) -> ApiResult<Response> {
     }
     let codes =
         totp::generate_recovery_codes(&mut SystemRandom, totp::DEFAULT_RECOVERY_CODE_COUNT)?;
-    let mut statements = vec![
-        d1::stmt(
-            &db,
-            "update users set mfa_enabled_at = ?1, updated_at = ?1 where id = ?2",
-            &[Val::from(now_ms), Val::from(&user.id)],
-        )?,
-        d1::stmt(
-            &db,
-            "delete from mfa_recovery_codes where user_id = ?1",
-            &[Val::from(&user.id)],
-        )?,
-    ];
+    let mut hashes = Vec::with_capacity(codes.len());
     for code in &codes {
-        let hash = totp::hash_recovery_code(code)
-            .ok_or_else(|| ApiError::internal("generated recovery code did not normalise"))?;
-        statements.push(d1::stmt(
-            &db,
-            "insert into mfa_recovery_codes (code_hash, user_id) values (?1, ?2)",
-            &[Val::from(&hash), Val::from(&user.id)],
-        )?);
+        hashes.push(
+            totp::hash_recovery_code(code)
+                .ok_or_else(|| ApiError::internal("generated recovery code did not normalise"))?,
+        );
     }
-    d1::batch(&db, statements).await?;
+    store::enable_mfa(&db, &user.id, &hashes, now_ms).await?;
     response::json(
         200,
         &json!({ "mfa_enabled": true, "recovery_codes": codes }),
@@ -205,17 +175,7 @@ async fn disable(mut cx: Ctx) -> ApiResult<Response> {
     {
         return Err(invalid_code());
     }
-    let clear = d1::stmt(
-        &db,
-        "update users set mfa_secret = null, mfa_enabled_at = null, mfa_last_step = null, updated_at = ?1 where id = ?2",
-        &[Val::from(now_ms), Val::from(&user.id)],
-    )?;
-    let codes = d1::stmt(
-        &db,
-        "delete from mfa_recovery_codes where user_id = ?1",
-        &[Val::from(&user.id)],
-    )?;
-    d1::batch(&db, vec![clear, codes]).await?;
+    store::disable_mfa(&db, &user.id, now_ms).await?;
     response::json(200, &json!({ "mfa_enabled": false }))
 }
 

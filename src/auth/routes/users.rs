@@ -4,18 +4,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::Response;
 
+use crate::auth::account::check_new_password;
 use crate::auth::crypto::password_hash::verify_password;
 use crate::auth::guard;
-use crate::auth::routes::login::{check_new_password, required};
 use crate::auth::sessions::SessionStore;
 use crate::auth::store;
+use crate::http::ctx::required;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
 use crate::http::router::{Method, Route};
 use crate::platform::clock::{Clock, SystemClock};
-use crate::platform::d1::{self, Val};
+use crate::platform::d1::{self};
 
 /// Preferences are the client's own settings; bounded so a profile cannot become a blob store.
 const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
@@ -90,15 +91,12 @@ async fn update_profile(mut cx: Ctx) -> ApiResult<Response> {
             ))
         }
     };
-    d1::execute(
+    store::update_profile(
         &db,
-        "update users set full_name = ?1, preferences = ?2, updated_at = ?3 where id = ?4",
-        &[
-            Val::from(full_name.as_deref()),
-            Val::from(&preferences),
-            Val::from(SystemClock.now_ms()),
-            Val::from(&user.id),
-        ],
+        &user.id,
+        full_name.as_deref(),
+        &preferences,
+        SystemClock.now_ms(),
     )
     .await?;
     let user = store::require_by_id(&db, &user.id).await?;
@@ -161,21 +159,6 @@ async fn delete_account(mut cx: Ctx) -> ApiResult<Response> {
     // Sessions first: if deleting the row failed afterwards, the user could log in again;
     // the other order could leave live sessions of a deleted user.
     SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
-    let delete_user = d1::stmt(
-        &db,
-        "delete from users where id = ?1",
-        &[Val::from(&user.id)],
-    )?;
-    let delete_failures = d1::stmt(
-        &db,
-        "delete from login_failures where email = ?1",
-        &[Val::from(&user.email)],
-    )?;
-    let delete_outbox = d1::stmt(
-        &db,
-        "delete from dev_outbox where to_address = ?1 collate nocase",
-        &[Val::from(&user.email)],
-    )?;
-    d1::batch(&db, vec![delete_user, delete_failures, delete_outbox]).await?;
+    store::delete_user(&db, &user).await?;
     response::no_content()
 }
