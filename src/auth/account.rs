@@ -61,7 +61,7 @@ pub async fn issue_email_token(
     now_ms: u64,
     ttl_secs: u64,
 ) -> ApiResult<String> {
-    let token = random_token(&mut SystemRandom, TOKEN_BYTES)?;
+    let token = random_token(&SystemRandom, TOKEN_BYTES)?;
     store::replace_email_token(
         db,
         user_id,

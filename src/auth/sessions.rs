@@ -98,7 +98,7 @@ impl SessionStore {
         let token = format!(
             "{}.{}",
             session.id,
-            random_token(&mut SystemRandom, TOKEN_BYTES)?
+            random_token(&SystemRandom, TOKEN_BYTES)?
         );
         d1::execute(
             &self.db,

@@ -27,7 +27,7 @@ impl From<RandomUnavailable> for ApiError {
 /// A source of cryptographically secure random bytes.
 pub trait RandomSource {
     /// Fills `buf` entirely with random bytes, or fails without a partial result.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RandomUnavailable>;
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable>;
 }
 
 /// The runtime's CSPRNG.
@@ -35,7 +35,7 @@ pub trait RandomSource {
 pub struct SystemRandom;
 
 impl RandomSource for SystemRandom {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
         getrandom::getrandom(buf).map_err(|e| RandomUnavailable(e.to_string()))
     }
 }
@@ -47,26 +47,35 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomUnavailable> {
     Ok(buf)
 }
 
+/// A number in `[0, 1)` from 53 random bits (backoff jitter).
+pub fn unit_interval(rng: &dyn RandomSource) -> Result<f64, RandomUnavailable> {
+    let mut bytes = [0u8; 8];
+    rng.fill(&mut bytes)?;
+    Ok((u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64)
+}
+
 /// A deterministic [`RandomSource`] for tests: emits 0, 1, 2, … (wrapping), continuing where
 /// the previous `fill` stopped. Predictable on purpose; never use it outside tests.
 #[cfg(test)]
 pub(crate) struct CountingRandomSource {
-    next: u8,
+    next: std::cell::Cell<u8>,
 }
 
 #[cfg(test)]
 impl CountingRandomSource {
     pub(crate) fn starting_at(first: u8) -> Self {
-        Self { next: first }
+        Self {
+            next: std::cell::Cell::new(first),
+        }
     }
 }
 
 #[cfg(test)]
 impl RandomSource for CountingRandomSource {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
         for byte in buf {
-            *byte = self.next;
-            self.next = self.next.wrapping_add(1);
+            *byte = self.next.get();
+            self.next.set(byte.wrapping_add(1));
         }
         Ok(())
     }
@@ -78,7 +87,7 @@ pub(crate) struct BrokenRandomSource;
 
 #[cfg(test)]
 impl RandomSource for BrokenRandomSource {
-    fn fill(&mut self, _buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+    fn fill(&self, _buf: &mut [u8]) -> Result<(), RandomUnavailable> {
         Err(RandomUnavailable("broken on purpose".into()))
     }
 }
@@ -92,6 +101,21 @@ mod tests {
         let a = random_bytes::<16>().expect("random");
         let b = random_bytes::<16>().expect("random");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn unit_interval_spans_zero_to_just_under_one() {
+        struct Fixed(u8);
+        impl RandomSource for Fixed {
+            fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+                buf.fill(self.0);
+                Ok(())
+            }
+        }
+        assert_eq!(unit_interval(&Fixed(0)).unwrap(), 0.0);
+        let top = unit_interval(&Fixed(0xff)).unwrap();
+        assert!(top < 1.0 && top > 0.999_999);
+        assert!(unit_interval(&BrokenRandomSource).is_err());
     }
 
     #[test]

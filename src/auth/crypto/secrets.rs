@@ -38,7 +38,7 @@ const BASE62_ALPHABET: &[u8; 62] =
 ///
 /// Use [`TOKEN_BYTES`] for anything that grants access.
 pub fn random_token(
-    rng: &mut (impl RandomSource + ?Sized),
+    rng: &(impl RandomSource + ?Sized),
     n_bytes: usize,
 ) -> Result<String, RandomUnavailable> {
     let mut bytes = vec![0u8; n_bytes];
@@ -71,7 +71,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// [`sha256_hex`]; the display prefix (the first 8 characters after `tl_`) is stored in clear
 /// to list keys and to find the row to compare against.
 pub fn generate_api_key(
-    rng: &mut (impl RandomSource + ?Sized),
+    rng: &(impl RandomSource + ?Sized),
 ) -> Result<(String, String), RandomUnavailable> {
     let mut key = String::with_capacity(API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS);
     key.push_str(API_KEY_PREFIX);
@@ -107,7 +107,7 @@ pub fn api_key_display_prefix(s: &str) -> Option<&str> {
 /// A byte taken modulo the alphabet size would favour the first `256 % len` symbols, so bytes
 /// at or above the largest multiple of the alphabet size are thrown away and redrawn.
 pub(crate) fn push_unbiased_chars(
-    rng: &mut (impl RandomSource + ?Sized),
+    rng: &(impl RandomSource + ?Sized),
     alphabet: &[u8],
     count: usize,
     out: &mut String,
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn random_token_of_32_bytes_is_43_base64url_characters_without_padding() {
-        let token = random_token(&mut CountingRandomSource::starting_at(0), TOKEN_BYTES).unwrap();
+        let token = random_token(&CountingRandomSource::starting_at(0), TOKEN_BYTES).unwrap();
         assert_eq!(token.len(), 43);
         assert!(token
             .bytes()
@@ -156,31 +156,31 @@ mod tests {
 
     #[test]
     fn random_token_encodes_the_bytes_from_the_random_source() {
-        let token = random_token(&mut CountingRandomSource::starting_at(0xfb), 3).unwrap();
+        let token = random_token(&CountingRandomSource::starting_at(0xfb), 3).unwrap();
         // 0xfb 0xfc 0xfd in base64url: the last symbols of the alphabet show it is the URL one.
         assert_eq!(token, "-_z9");
     }
 
     #[test]
     fn successive_random_tokens_differ() {
-        let mut rng = CountingRandomSource::starting_at(0);
+        let rng = CountingRandomSource::starting_at(0);
         assert_ne!(
-            random_token(&mut rng, TOKEN_BYTES).unwrap(),
-            random_token(&mut rng, TOKEN_BYTES).unwrap()
+            random_token(&rng, TOKEN_BYTES).unwrap(),
+            random_token(&rng, TOKEN_BYTES).unwrap()
         );
     }
 
     #[test]
     fn random_token_works_through_a_trait_object() {
-        let mut rng = CountingRandomSource::starting_at(0);
-        let dynamic: &mut dyn RandomSource = &mut rng;
+        let rng = CountingRandomSource::starting_at(0);
+        let dynamic: &dyn RandomSource = &rng;
         assert_eq!(random_token(dynamic, 1).unwrap(), "AA");
     }
 
     #[test]
     fn no_token_or_key_is_made_without_secure_randomness() {
-        assert!(random_token(&mut BrokenRandomSource, TOKEN_BYTES).is_err());
-        assert!(generate_api_key(&mut BrokenRandomSource).is_err());
+        assert!(random_token(&BrokenRandomSource, TOKEN_BYTES).is_err());
+        assert!(generate_api_key(&BrokenRandomSource).is_err());
     }
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn api_key_is_tl_prefix_and_40_base62_characters() {
-        let (key, _) = generate_api_key(&mut CountingRandomSource::starting_at(0)).unwrap();
+        let (key, _) = generate_api_key(&CountingRandomSource::starting_at(0)).unwrap();
         assert!(key.starts_with("tl_"));
         assert_eq!(key.len(), 43);
         assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn api_key_display_prefix_is_the_first_8_characters_after_tl() {
-        let (key, prefix) = generate_api_key(&mut CountingRandomSource::starting_at(0)).unwrap();
+        let (key, prefix) = generate_api_key(&CountingRandomSource::starting_at(0)).unwrap();
         assert_eq!(prefix.len(), 8);
         assert_eq!(&key[3..11], prefix);
         assert_eq!(api_key_display_prefix(&key), Some(prefix.as_str()));
@@ -219,16 +219,16 @@ mod tests {
     #[test]
     fn api_key_generation_skips_bytes_that_would_bias_the_alphabet() {
         // Bytes 248..=255 must be redrawn; starting there, the first usable byte is 0 → '0'.
-        let (key, _) = generate_api_key(&mut CountingRandomSource::starting_at(248)).unwrap();
+        let (key, _) = generate_api_key(&CountingRandomSource::starting_at(248)).unwrap();
         assert!(key.starts_with("tl_0123"));
     }
 
     #[test]
     fn successive_api_keys_differ() {
-        let mut rng = CountingRandomSource::starting_at(0);
+        let rng = CountingRandomSource::starting_at(0);
         assert_ne!(
-            generate_api_key(&mut rng).unwrap().0,
-            generate_api_key(&mut rng).unwrap().0
+            generate_api_key(&rng).unwrap().0,
+            generate_api_key(&rng).unwrap().0
         );
     }
 

@@ -41,9 +41,7 @@ const RECOVERY_CODE_CHARS: usize = 10;
 const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// A fresh random shared secret for enrolling an authenticator.
-pub fn generate_secret(
-    rng: &mut (impl RandomSource + ?Sized),
-) -> Result<Vec<u8>, RandomUnavailable> {
+pub fn generate_secret(rng: &(impl RandomSource + ?Sized)) -> Result<Vec<u8>, RandomUnavailable> {
     let mut secret = vec![0u8; SECRET_BYTES];
     rng.fill(&mut secret)?;
     Ok(secret)
@@ -216,7 +214,7 @@ fn percent_encode(text: &str) -> String {
 /// Each code has 50 bits of randomness: online guessing is hopeless behind rate limits, and a
 /// code only stands in for the second factor (the password is still required).
 pub fn generate_recovery_codes(
-    rng: &mut (impl RandomSource + ?Sized),
+    rng: &(impl RandomSource + ?Sized),
     n: usize,
 ) -> Result<Vec<String>, RandomUnavailable> {
     let mut bytes = [0u8; RECOVERY_CODE_CHARS];
@@ -450,7 +448,7 @@ mod tests {
 
     #[test]
     fn generated_secret_round_trips_through_base32() {
-        let secret = generate_secret(&mut CountingRandomSource::starting_at(7)).unwrap();
+        let secret = generate_secret(&CountingRandomSource::starting_at(7)).unwrap();
         assert_eq!(secret.len(), SECRET_BYTES);
         assert_eq!(base32_decode(&base32_encode(&secret)), Some(secret));
     }
@@ -478,7 +476,7 @@ mod tests {
     #[test]
     fn recovery_codes_are_two_groups_of_five_unambiguous_characters() {
         let codes = generate_recovery_codes(
-            &mut CountingRandomSource::starting_at(0),
+            &CountingRandomSource::starting_at(0),
             DEFAULT_RECOVERY_CODE_COUNT,
         )
         .unwrap();
@@ -496,7 +494,7 @@ mod tests {
 
     #[test]
     fn recovery_codes_in_one_batch_are_distinct() {
-        let codes = generate_recovery_codes(&mut CountingRandomSource::starting_at(0), 10).unwrap();
+        let codes = generate_recovery_codes(&CountingRandomSource::starting_at(0), 10).unwrap();
         let mut unique = codes.clone();
         unique.sort();
         unique.dedup();
@@ -505,7 +503,7 @@ mod tests {
 
     #[test]
     fn recovery_code_matches_regardless_of_case_dashes_and_spaces() {
-        let codes = generate_recovery_codes(&mut CountingRandomSource::starting_at(0), 1).unwrap();
+        let codes = generate_recovery_codes(&CountingRandomSource::starting_at(0), 1).unwrap();
         let code = &codes[0];
         let typed = format!(" {} ", code.to_uppercase().replace('-', " "));
         assert!(hash_recovery_code(code).is_some());

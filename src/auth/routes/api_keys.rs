@@ -81,7 +81,7 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
     }
     let now_ms = SystemClock.now_ms();
     let id = ids::new_id(now_ms)?;
-    let (key, prefix) = generate_api_key(&mut SystemRandom)?;
+    let (key, prefix) = generate_api_key(&SystemRandom)?;
     let expires_at = body.expires_in_days.map(|d| now_ms + d * 86_400_000);
     store::insert_api_key(
         &db,

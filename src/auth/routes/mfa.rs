@@ -85,7 +85,7 @@ async fn setup(cx: Ctx) -> ApiResult<Response> {
             "MFA is already on; disable it first to set up a new secret.",
         ));
     }
-    let secret = totp::base32_encode(&totp::generate_secret(&mut SystemRandom)?);
+    let secret = totp::base32_encode(&totp::generate_secret(&SystemRandom)?);
     let now_ms = SystemClock.now_ms();
     store::set_pending_mfa_secret(&db, &user.id, &secret, now_ms).await?;
     response::json(
@@ -129,8 +129,7 @@ async fn enable(mut cx: Ctx) -> ApiResult<Response> {
     if !accept_totp(&db, &user, &code, now_ms).await? {
         return Err(invalid_code());
     }
-    let codes =
-        totp::generate_recovery_codes(&mut SystemRandom, totp::DEFAULT_RECOVERY_CODE_COUNT)?;
+    let codes = totp::generate_recovery_codes(&SystemRandom, totp::DEFAULT_RECOVERY_CODE_COUNT)?;
     let mut hashes = Vec::with_capacity(codes.len());
     for code in &codes {
         hashes.push(

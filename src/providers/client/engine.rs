@@ -92,6 +92,7 @@ use std::rc::Rc;
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::logging::{LogLevel, LogLine};
+use crate::platform::random::unit_interval;
 use crate::providers::resolve::{ResolvedModel, Target};
 use crate::providers::settings::{RetryPolicy, Upstream};
 use crate::providers::wire::{self, ChatRequest, Completion};
@@ -206,7 +207,9 @@ where
                 Ok(value) => return Ok((model.clone(), value)),
                 Err(failure) => failure,
             };
-            let step = next_step(policy, retries_done, &failure, transport.random_unit());
+            // Without secure randomness the request fails rather than retrying on a guess.
+            let jitter = unit_interval(transport.random())?;
+            let step = next_step(policy, retries_done, &failure, jitter);
             log.attempt_failed(model, retries_done + 1, &failure, step);
             if primary {
                 first_failure = Some(failure_error(&model.provider, &failure));

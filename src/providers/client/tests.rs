@@ -17,6 +17,8 @@ use futures::StreamExt;
 
 use crate::config::Config;
 use crate::http::error::ApiError;
+use crate::platform::clock::Clock;
+use crate::platform::random::{RandomSource, RandomUnavailable};
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::client::echo::ECHO_DELTA_DELAY_MS;
 use crate::providers::client::engine::list_models_with;
@@ -37,6 +39,27 @@ use crate::providers::wire::{ChatMessage, Role};
 use crate::providers::wire::{
     ChatRequest, FinishReason, OutboundRequest, ProviderError, ProviderEvent, Usage,
 };
+
+/// The fake transport's clock.
+struct StoppedClock(u64);
+
+impl Clock for StoppedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
+const AT_1_700_000_000: StoppedClock = StoppedClock(1_700_000_000_000);
+
+/// Randomness that always draws zeros.
+struct LowestRandom;
+
+impl RandomSource for LowestRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomUnavailable> {
+        buf.fill(0);
+        Ok(())
+    }
+}
 
 // ---- a scripted transport ------------------------------------------------------------------
 
@@ -154,12 +177,13 @@ impl Transport for Fake {
         Box::pin(async move { state.slept.borrow_mut().push(ms) })
     }
 
-    fn now_secs(&self) -> u64 {
-        1_700_000_000
+    fn clock(&self) -> &dyn Clock {
+        &AT_1_700_000_000
     }
 
-    fn random_unit(&self) -> f64 {
-        1.0
+    fn random(&self) -> &dyn RandomSource {
+        // No jitter: every retry waits half its backoff, the least it may.
+        &LowestRandom
     }
 
     fn client_gone(&self) -> bool {
@@ -518,7 +542,7 @@ fn a_503_is_retried_after_a_backoff_then_succeeds() {
     let answer = block_on(client(&fake).complete("openai/gpt-4o", request())).expect("ok");
     assert_eq!(answer.completion.text, "Hello!");
     assert_eq!(fake.sent().len(), 2);
-    assert_eq!(fake.slept(), [250]);
+    assert_eq!(fake.slept(), [125]);
 }
 
 #[test]
@@ -760,7 +784,7 @@ fn a_stream_status_error_is_retried_then_falls_back() {
         collect(stream)[0],
         ProviderEvent::TextDelta("Claude here".into())
     );
-    assert_eq!(fake.slept(), [250, 500]);
+    assert_eq!(fake.slept(), [125, 250]);
 }
 
 #[test]

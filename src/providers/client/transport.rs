@@ -17,6 +17,7 @@ use futures::stream::{LocalBoxStream, Stream};
 use futures::StreamExt;
 
 use crate::platform::clock::{Clock, SystemClock};
+use crate::platform::random::{RandomSource, SystemRandom};
 use crate::providers::resolve::ResolvedModel;
 use crate::providers::settings::Upstream;
 use crate::providers::wire::{self, ChatRequest, OutboundRequest, ProviderError};
@@ -37,9 +38,10 @@ pub trait Transport {
     /// Sends a request; `Err` means no response at all. Dropping the future aborts it.
     fn send(&self, request: OutboundRequest) -> LocalBoxFuture<'static, Result<Reply, String>>;
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()>;
-    fn now_secs(&self) -> u64;
-    /// A random number in `[0, 1)`, for backoff jitter.
-    fn random_unit(&self) -> f64;
+    /// The clock, for `Retry-After` dates (the one time seam).
+    fn clock(&self) -> &dyn Clock;
+    /// Randomness, for backoff jitter (the one randomness seam).
+    fn random(&self) -> &dyn RandomSource;
     /// Whether our own client has disconnected (then nothing more is worth doing).
     fn client_gone(&self) -> bool;
 }
@@ -87,7 +89,7 @@ pub(super) async fn error_of(
     let retry_after = wire::retry_after_secs(
         reply.retry_after_ms.as_deref(),
         reply.retry_after.as_deref(),
-        transport.now_secs(),
+        transport.clock().now_secs(),
     );
     let body = read_body(&mut reply.body, MAX_ERROR_BODY_BYTES)
         .await
@@ -208,15 +210,12 @@ impl Transport for WorkerTransport {
         Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
     }
 
-    fn now_secs(&self) -> u64 {
-        SystemClock.now_secs()
+    fn clock(&self) -> &dyn Clock {
+        &SystemClock
     }
 
-    fn random_unit(&self) -> f64 {
-        match crate::platform::random::random_bytes::<8>() {
-            Ok(bytes) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
-            Err(_) => 0.5,
-        }
+    fn random(&self) -> &dyn RandomSource {
+        &SystemRandom
     }
 
     fn client_gone(&self) -> bool {
