@@ -24,7 +24,7 @@ DEV_STATE := .wrangler/state
 SOURCES := $(shell find src -type f) Cargo.toml Cargo.lock openapi.json
 BUILD_STAMP := build/worker/shim.mjs
 
-.PHONY: help dev test tools build migrate test-native test-wasm test-e2e lint fmt deploy clean
+.PHONY: help dev test tools build migrate test-native test-wasm test-e2e lint lint-pure fmt deploy clean
 
 help:
 	@echo "make dev    - install what is missing, build, migrate local D1, serve on http://127.0.0.1:$(DEV_PORT)"
@@ -107,10 +107,22 @@ test-wasm: tools
 test-e2e: build
 	node --test --test-concurrency=2 tests/support/*.test.mjs tests/e2e/*.test.mjs
 
-lint: tools
+# Folders that must stay pure translators: they may not name the `worker` crate (nor the API's
+# error type, for the wire formats), so they build and test without the Workers runtime.
+PURE_DIRS := src/providers/wire src/auth/crypto
+WIRE_DIRS := src/providers/wire
+
+lint: tools lint-pure
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+lint-pure:
+	@if grep -rnE '(^|[^A-Za-z0-9_])worker::|use worker\b' $(PURE_DIRS); then \
+	  echo "lint-pure: the pure folders ($(PURE_DIRS)) must not name the worker crate" >&2; exit 1; fi
+	@if grep -rnE 'ApiError|crate::http::' $(WIRE_DIRS); then \
+	  echo "lint-pure: the wire translators ($(WIRE_DIRS)) must not use the API error type" >&2; exit 1; fi
+	@echo "lint-pure: $(PURE_DIRS) name no worker:: and $(WIRE_DIRS) no ApiError"
 
 fmt:
 	cargo fmt --all
