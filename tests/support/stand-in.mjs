@@ -1,6 +1,6 @@
 // Local HTTP stand-in for the AI providers Threadline talks to (OpenAI, Anthropic,
-// Gemini, Ollama's OpenAI-compatible API). It speaks each provider's wire format
-// (see shared reference "provider-wire-formats.md") and can be scripted to misbehave:
+// Gemini, Ollama's OpenAI-compatible API). It speaks each provider's real wire format
+// and can be scripted to misbehave:
 // delays, byte-level splits, mid-stream errors, truncation, error statuses, hang-ups.
 //
 // No npm dependencies: node:http only. Runs under Node 20 and 22.

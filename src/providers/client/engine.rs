@@ -39,8 +39,8 @@
 //!
 //! **Client disconnect.** [`ProviderClient::disconnect`] gives a [`ClientDisconnect`]:
 //! `is_gone()` says whether the client has left, and `gone()` is a future that completes when
-//! it does. Workers notice a disconnect only at the next write to the client (see
-//! TOOLCHAIN.md), and a response stream built with `Response::from_stream` is *dropped* when
+//! it does. Workers notice a disconnect only at the next write to the client (the request's
+//! `signal` aborts then, with the `enable_request_signal` compatibility flag), and a response stream built with `Response::from_stream` is *dropped* when
 //! the client goes — so code that must run afterwards (saving a partial answer) should share
 //! its state with a future given to `cx.worker_ctx.wait_until`, one that waits for either the
 //! end of the stream or `disconnect.gone()`.
