@@ -221,21 +221,7 @@ fn new_conversation(input: &ChatInput, id: &str, now: u64) -> (NewConversation, 
         system_prompt: input.system_prompt.clone(),
         settings: Default::default(),
     };
-    let conversation = Conversation {
-        id: id.to_string(),
-        title: new.title.clone(),
-        title_source: new.title_source,
-        model: new.model.clone(),
-        mode: new.mode.clone(),
-        system_prompt: new.system_prompt.clone(),
-        settings: new.settings.clone(),
-        pinned: false,
-        archived: false,
-        created_at: now,
-        updated_at: now,
-        last_message_at: None,
-        message_count: 0,
-    };
+    let conversation = new.conversation(id, now);
     (new, conversation)
 }
 

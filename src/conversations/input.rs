@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::cursor::{ConversationCursor, MessageCursor, Order};
-use super::model::TitleSource;
+use super::model::{Conversation, TitleSource};
 use super::search::Search;
 use super::title::{normalize_title, DEFAULT_TITLE};
 use crate::http::error::{ApiError, ApiResult};
@@ -60,6 +60,26 @@ pub struct NewConversation {
 }
 
 impl NewConversation {
+    /// The conversation as it reads once stored at `now_ms` under `id` (no messages yet).
+    pub fn conversation(&self, id: &str, now_ms: u64) -> Conversation {
+        let new = self;
+        Conversation {
+            id: id.to_string(),
+            title: new.title.clone(),
+            title_source: new.title_source,
+            model: new.model.clone(),
+            mode: new.mode.clone(),
+            system_prompt: new.system_prompt.clone(),
+            settings: new.settings.clone(),
+            pinned: false,
+            archived: false,
+            created_at: now_ms,
+            updated_at: now_ms,
+            last_message_at: None,
+            message_count: 0,
+        }
+    }
+
     pub fn from_body(body: CreateConversationBody, choices: Choices<'_>) -> ApiResult<Self> {
         let (title, title_source) = match body.title.as_deref() {
             Some(t) => (normalize_title(t)?, TitleSource::User),

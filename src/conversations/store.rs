@@ -294,21 +294,7 @@ impl ConversationStore {
             .run()
             .await
             .map_err(|e| d1::d1_error(INSERT_CONVERSATION, e))?;
-        Ok(Conversation {
-            id: id.to_string(),
-            title: new.title.clone(),
-            title_source: new.title_source,
-            model: new.model.clone(),
-            mode: new.mode.clone(),
-            system_prompt: new.system_prompt.clone(),
-            settings: new.settings.clone(),
-            pinned: false,
-            archived: false,
-            created_at: now_ms,
-            updated_at: now_ms,
-            last_message_at: None,
-            message_count: 0,
-        })
+        Ok(new.conversation(id, now_ms))
     }
 
     /// Stores the user's message (creating the conversation, or titling it, as `to` says) in
