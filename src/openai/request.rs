@@ -1,0 +1,344 @@
+//! The request side of the `/v1` facade: the OpenAI chat completion body as SDKs send it,
+//! validated and translated into the unified [`ChatRequest`] every provider understands.
+//!
+//! Kept apart from the handlers and from response shaping because it is pure (no Workers
+//! API, no I/O), so each compatibility rule below is tested natively on plain JSON:
+//!
+//! - Unknown request fields (`user`, `seed`, `logprobs`, `tools`… as SDKs and frameworks
+//!   send them) are ignored rather than refused; fields whose meaning we cannot honour and
+//!   that would change the answer (`n > 1`, tool/function messages, images) are a 400
+//!   naming the offending `param`.
+//! - `developer` is OpenAI's new name for `system`; `max_completion_tokens` wins over the
+//!   deprecated `max_tokens`; `stop` may be a string or an array.
+
+use serde::Deserialize;
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::providers::wire::{ChatMessage, ChatRequest, Role};
+
+/// The fields of an OpenAI chat completion request that Threadline reads; serde ignores the
+/// rest.
+#[derive(Debug, Deserialize)]
+pub(super) struct CompletionRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    n: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// What the handler needs besides the unified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Options {
+    pub(super) model: String,
+    pub(super) stream: bool,
+    pub(super) include_usage: bool,
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message).with_field(param)
+}
+
+/// Validates the request and translates it into the unified one.
+pub(super) fn to_unified(body: CompletionRequest) -> ApiResult<(Options, ChatRequest)> {
+    if body.model.trim().is_empty() {
+        return Err(invalid(
+            "model",
+            "`model` must name a model, e.g. \"openai/gpt-4o\".",
+        ));
+    }
+    if body.messages.is_empty() {
+        return Err(invalid(
+            "messages",
+            "`messages` must hold at least one message.",
+        ));
+    }
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for (i, message) in body.messages.into_iter().enumerate() {
+        let role = match message.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => {
+                return Err(invalid(
+                    format!("messages[{i}].role"),
+                    "Tool and function messages are not supported.",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    format!("messages[{i}].role"),
+                    "`role` must be system, developer, user or assistant.",
+                ))
+            }
+        };
+        let content = match message.content {
+            None => String::new(),
+            Some(Content::Text(text)) => text,
+            Some(Content::Parts(parts)) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for part in parts {
+                    match (part.kind.as_str(), part.text) {
+                        ("text", Some(text)) => texts.push(text),
+                        _ => {
+                            return Err(invalid(
+                                format!("messages[{i}].content"),
+                                "Only text content parts are supported.",
+                            ))
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
+        };
+        messages.push(ChatMessage::new(role, content));
+    }
+    if let Some(t) = body.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(invalid(
+                "temperature",
+                "`temperature` must be between 0 and 2.",
+            ));
+        }
+    }
+    if let Some(p) = body.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(invalid("top_p", "`top_p` must be between 0 and 1."));
+        }
+    }
+    let max_tokens = body.max_completion_tokens.or(body.max_tokens);
+    if max_tokens == Some(0) {
+        let param = if body.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        return Err(invalid(param, format!("`{param}` must be at least 1.")));
+    }
+    if body.n.is_some_and(|n| n != 1) {
+        return Err(invalid("n", "Only `n: 1` is supported."));
+    }
+    let stop: Vec<String> = match body.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(list)) => list,
+    }
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect();
+    if stop.len() > 4 {
+        return Err(invalid("stop", "At most 4 stop sequences are supported."));
+    }
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = stream
+        && body
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+    let request = ChatRequest {
+        model: String::new(),
+        messages,
+        temperature: body.temperature,
+        top_p: body.top_p,
+        max_tokens,
+        stop,
+        stream,
+        // Always asked for upstream: usage is worth having even when the client did not ask.
+        include_usage: true,
+    };
+    Ok((
+        Options {
+            model: body.model.trim().to_string(),
+            stream,
+            include_usage,
+        },
+        request,
+    ))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ctx::parse_json;
+
+    fn parse(body: &str) -> ApiResult<(Options, ChatRequest)> {
+        to_unified(parse_json::<CompletionRequest>(body.as_bytes())?)
+    }
+
+    fn error_param(body: &str) -> (u16, Option<String>) {
+        let err = parse(body).expect_err("invalid");
+        (err.status, err.field)
+    }
+
+    #[test]
+    fn a_minimal_request_becomes_a_unified_non_stream_request() {
+        let (options, request) =
+            parse(r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"Hi"}]}"#)
+                .expect("valid");
+        assert_eq!(options.model, "openai/gpt-4o");
+        assert!(!options.stream);
+        assert_eq!(request.messages, [ChatMessage::new(Role::User, "Hi")]);
+        assert!(request.include_usage, "usage is always requested upstream");
+    }
+
+    #[test]
+    fn unknown_fields_that_sdks_send_are_ignored() {
+        let body = r#"{"model":"m/x","messages":[{"role":"user","content":"Hi","name":"bob"}],
+            "user":"u-1","seed":7,"logprobs":false,"frequency_penalty":0,"presence_penalty":0,
+            "response_format":{"type":"text"},"store":false,"metadata":{},"obfuscation":"x",
+            "parallel_tool_calls":true,"service_tier":"auto"}"#;
+        assert!(parse(body).is_ok());
+    }
+
+    #[test]
+    fn developer_is_system_and_text_parts_are_joined() {
+        let (_, request) = parse(
+            r#"{"model":"m/x","messages":[{"role":"developer","content":"Be terse."},
+                {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+                {"role":"assistant","content":null}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            request.messages,
+            [
+                ChatMessage::new(Role::System, "Be terse."),
+                ChatMessage::new(Role::User, "a\nb"),
+                ChatMessage::new(Role::Assistant, ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_over_max_tokens() {
+        let (_, a) = parse(
+            r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"max_tokens":10,"max_completion_tokens":20}"#,
+        )
+        .expect("valid");
+        assert_eq!(a.max_tokens, Some(20));
+        let (_, b) =
+            parse(r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"max_tokens":10}"#)
+                .expect("valid");
+        assert_eq!(b.max_tokens, Some(10));
+    }
+
+    #[test]
+    fn stop_may_be_a_string_or_an_array() {
+        let (_, one) =
+            parse(r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"stop":"END"}"#)
+                .expect("valid");
+        assert_eq!(one.stop, ["END"]);
+        let (_, many) =
+            parse(r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"stop":["a","b"]}"#)
+                .expect("valid");
+        assert_eq!(many.stop, ["a", "b"]);
+    }
+
+    #[test]
+    fn include_usage_counts_only_for_streams() {
+        let (s, _) = parse(
+            r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .expect("valid");
+        assert!(s.stream && s.include_usage);
+        let (n, _) = parse(
+            r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
+        )
+        .expect("valid");
+        assert!(!n.include_usage);
+    }
+
+    #[test]
+    fn unsupported_or_invalid_fields_are_400_naming_the_param() {
+        let cases = [
+            (r#"{"model":"m/x","messages":[]}"#, "messages"),
+            (
+                r#"{"model":" ","messages":[{"role":"user","content":"x"}]}"#,
+                "model",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"tool","content":"x","tool_call_id":"1"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"top_p":1.5}"#,
+                "top_p",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"n":2}"#,
+                "n",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"stop":["1","2","3","4","5"]}"#,
+                "stop",
+            ),
+        ];
+        for (body, param) in cases {
+            assert_eq!(error_param(body), (400, Some(param.to_string())), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_a_4xx_not_a_500() {
+        let err = parse(r#"{"model":"m/x","messages":"hi"}"#).expect_err("invalid");
+        assert_eq!(err.status, 422);
+    }
+}
