@@ -109,7 +109,7 @@ test-e2e: build
 
 # Folders that must stay pure translators: they may not name the `worker` crate (nor the API's
 # error type, for the wire formats), so they build and test without the Workers runtime.
-PURE_DIRS := src/providers/wire src/auth/crypto
+PURE_DIRS := src/providers/wire src/auth/crypto src/openai/request.rs
 WIRE_DIRS := src/providers/wire
 
 lint: tools lint-pure

@@ -12,6 +12,7 @@
 //! - A provider failure after output has begun is sent as `data: {"error":{…}}` and the
 //!   stream ends without `[DONE]`, which the SDKs raise as an `APIError`.
 
+use crate::platform::random::{random_bytes, RandomUnavailable};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,9 +26,9 @@ use crate::providers::client::stream::ModelStream;
 use crate::providers::wire::{Completion, ProviderEvent, Usage};
 
 /// `chatcmpl-` and 24 random hex digits, like OpenAI's ids.
-pub(super) fn completion_id() -> String {
-    let bytes = crate::platform::random::random_bytes::<12>().unwrap_or([0; 12]);
-    format!("chatcmpl-{}", crate::platform::ids::hex(&bytes))
+pub(super) fn completion_id() -> Result<String, RandomUnavailable> {
+    let bytes = random_bytes::<12>()?;
+    Ok(format!("chatcmpl-{}", crate::platform::ids::hex(&bytes)))
 }
 
 fn usage_json(usage: &Usage) -> Value {

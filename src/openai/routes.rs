@@ -55,7 +55,7 @@ async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
     if !options.stream {
         let answer = client.complete(&options.model, request).await?;
         let body = completion_body(
-            &completion_id(),
+            &completion_id()?,
             created,
             &answer.model.id,
             &answer.completion,
@@ -64,7 +64,7 @@ async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
     }
     let stream = client.stream(&options.model, request).await?;
     let writer = ChunkWriter {
-        id: completion_id(),
+        id: completion_id()?,
         created,
         model: stream.model().id.clone(),
         include_usage: options.include_usage,
