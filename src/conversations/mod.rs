@@ -5,7 +5,8 @@
 //! - [`cursor`]: opaque page cursors. [`search`]: user text to a safe full-text query.
 //! - [`title`]: titles, including those made from a first message.
 //! - [`export`]: JSON and Markdown files. [`stats`]: per-user counts.
-//! - [`store`]: the D1 statements. [`routes`]: the HTTP handlers.
+//! - [`store`]: the D1 statements. [`routes`](mod@routes): the HTTP handlers and the
+//!   aliases the replaced services' clients know.
 //!
 //! Another user's conversation answers 404 exactly like a missing one, on every route.
 
@@ -18,5 +19,3 @@ pub mod search;
 pub mod stats;
 pub mod store;
 pub mod title;
-
-pub use routes::routes;

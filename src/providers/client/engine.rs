@@ -1,6 +1,6 @@
-//! The engine of provider calls: model resolution, retries with capped backoff, fallbacks, timeouts,
-//! client-disconnect cancellation and unbuffered streaming. The pure adapters in
-//! [`crate::providers`] translate; this module does the I/O around them.
+//! The engine of provider calls: attempts over the resolved plan, retries with capped backoff,
+//! fallbacks, timeouts, client-disconnect cancellation and unbuffered streaming. The pure
+//! translators in [`crate::providers::wire`] translate; the client does the I/O around them.
 //!
 //! # Using it (for handlers such as `/v1/chat/completions` and the conversations feature)
 //!
@@ -26,7 +26,7 @@
 //!         ProviderEvent::Finish(reason) => { /* reason.as_openai_str(); nothing follows */ }
 //!         ProviderEvent::Error(error) => {
 //!             // Mid-stream failure, after output began: nothing follows. For the envelope:
-//!             let api_error = provider_error(&stream.model().provider, &error);
+//!             let api_error = failure::provider_error(&stream.model().provider, &error);
 //!         }
 //!     }
 //! }
@@ -37,7 +37,7 @@
 //! or one `Error` at any point. If the client disconnects, the upstream fetch is aborted and
 //! the stream just ends (no `Finish`, no `Error`).
 //!
-//! **Client disconnect.** [`ProviderClient::disconnect`] gives a [`ClientDisconnect`]:
+//! **Client disconnect.** [`ProviderClient::disconnect`](super::ProviderClient::disconnect) gives a [`ClientDisconnect`](super::disconnect::ClientDisconnect):
 //! `is_gone()` says whether the client has left, and `gone()` is a future that completes when
 //! it does. Workers notice a disconnect only at the next write to the client (the request's
 //! `signal` aborts then, with the `enable_request_signal` compatibility flag), and a response stream built with `Response::from_stream` is *dropped* when
@@ -61,7 +61,7 @@
 //!   the client asked about (fallback failures are logged).
 //!
 //! The retry/fallback/stream logic is written against the small [`Transport`] trait, so it
-//! runs natively under `cargo test` with a scripted fake; [`WorkerTransport`] is the real
+//! runs natively under `cargo test` with a scripted fake; [`WorkerTransport`](super::transport::WorkerTransport) is the real
 //! one (fetch + `AbortController` + `Delay`).
 
 /// The largest non-stream reply accepted.
