@@ -4,9 +4,12 @@
 //!   tokens, TOTP, random secrets); the clock arrives as a number and randomness through a
 //!   `RandomSource`, so they are tested natively and never name `worker`.
 //! - [`settings`]: the operator's settings for accounts and email.
-//! - [`store`]: every SQL statement on accounts (users, password history, lockouts, email
-//!   tokens, MFA recovery codes, API keys).
-//! - [`sessions`]: sessions and rotating refresh tokens over a small storage seam.
+//! - [`store`]: the SQL of accounts (users, password history, lockouts, email tokens, MFA,
+//!   API keys, the development outbox).
+//! - [`sessions`]: sessions and rotating refresh tokens over a small storage seam (its
+//!   worker backend holds the refresh-token SQL and the KV session records).
+//! - [`account`]: steps several routes share (start a session, check a new password, issue
+//!   email links).
 //! - [`guard`]: who is calling (access token or API key). [`email`]: sending mail.
 //! - [`routes`]: the HTTP handlers.
 

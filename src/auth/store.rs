@@ -2,6 +2,8 @@
 //! history, lockout counting, profile, deletion), one-time email tokens, MFA secrets and
 //! recovery codes, API keys and the development outbox — plus the public view of a user
 //! (which never includes a secret). Handlers call these functions; none of them writes SQL.
+//! The one exception is the refresh-token table: its statements belong to the session
+//! backend in `sessions.rs`, beside the KV session records they are kept consistent with.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
