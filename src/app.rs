@@ -66,7 +66,9 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
         },
     };
     let (config, routes) = isolate_state(&env, started_ms);
-    let method_name = req.method().to_string();
+    // The method as the client sent it: the `worker` crate maps names it does not know
+    // (PROPFIND, QUERY, PURGE…) to GET, which would run GET handlers for them.
+    let method_name = req.inner().method();
     let path = req.path();
     let origin = req.headers().get("origin").ok().flatten();
     let is_cors_request = origin.is_some();
@@ -85,6 +87,8 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
         Err(err)
     } else if let Some(problem) = config.problems.first() {
         Err(ApiError::misconfigured(problem.setting, &problem.problem))
+    } else if let Some(err) = declared_body_too_large(&req, config.max_body_bytes) {
+        Err(err)
     } else if method_name == "OPTIONS" && is_cors_request {
         preflight(cors_origin.is_some())
     } else if method_name == "OPTIONS" {
@@ -141,6 +145,17 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
     }
     line.emit(config.log_level);
     response
+}
+
+/// 413 before anything else when the declared `Content-Length` is over the limit, so an
+/// oversized upload is refused at once instead of after authentication or a wait for the body.
+fn declared_body_too_large(req: &Request, limit: usize) -> Option<ApiError> {
+    let declared = req.headers().get("content-length").ok().flatten()?;
+    declared
+        .trim()
+        .parse::<u64>()
+        .is_ok_and(|n| n > limit as u64)
+        .then(|| ApiError::payload_too_large(limit))
 }
 
 /// `OPTIONS` without an `Origin` (not a browser preflight): which methods the path accepts.

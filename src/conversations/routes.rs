@@ -23,8 +23,8 @@ use worker::{Headers, Response};
 use super::cursor::{ConversationCursor, MessageCursor, Order};
 use super::export::{file_name, render_markdown, JsonExport, JSON_EXPORT_FORMAT};
 use super::input::{
-    name_unknown_field, recent_messages_limit, Choices, ConversationPatch, CreateConversationBody,
-    ExportFormat, HistoryQuery, ListQuery, NewConversation, PatchConversationBody, TitleBody,
+    recent_messages_limit, Choices, ConversationPatch, CreateConversationBody, ExportFormat,
+    HistoryQuery, ListQuery, NewConversation, PatchConversationBody, TitleBody,
 };
 use super::model::{Conversation, Message, Page};
 use super::store::ConversationStore;
@@ -98,7 +98,7 @@ fn choices(cx: &Ctx) -> Choices<'_> {
 
 /// A JSON body, with unknown fields named in `param`.
 async fn json_body<T: DeserializeOwned>(cx: &mut Ctx) -> ApiResult<T> {
-    cx.json::<T>().await.map_err(name_unknown_field)
+    cx.json::<T>().await
 }
 
 /// A JSON body that may be left out entirely (an empty `POST` creates with defaults).
@@ -108,7 +108,7 @@ async fn optional_json_body<T: DeserializeOwned + Default>(cx: &mut Ctx) -> ApiR
         return Ok(T::default());
     }
     require_media_type(cx.header("content-type").as_deref(), "application/json")?;
-    parse_json(&bytes).map_err(name_unknown_field)
+    parse_json(&bytes)
 }
 
 /// One conversation with a page of its latest messages (oldest of them first).

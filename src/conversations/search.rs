@@ -6,7 +6,8 @@
 //! (with `"` doubled, the only escape inside one) followed by `*`, making it a prefix match.
 //! Words are ANDed, so `deploy work` finds conversations containing words starting with
 //! "deploy" and with "work", in the title or any message, in any order. Words with no letter
-//! or digit (`*`, `--`, `"`) can match nothing and are left out.
+//! or digit (`*`, `--`, `"`) can match nothing and are left out. Control characters (a NUL
+//! above all, which ends an FTS5 string early) separate words like whitespace does.
 
 use crate::http::error::{ApiError, ApiResult};
 
@@ -43,7 +44,7 @@ impl Search {
 /// The FTS5 expression for `input`, or `None` when it has no searchable word.
 pub fn fts_query(input: &str) -> Option<String> {
     let terms: Vec<String> = input
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|word| word.chars().any(char::is_alphanumeric))
         .take(MAX_SEARCH_TERMS)
         .map(|word| format!("\"{}\"*", word.replace('"', "\"\"")))
@@ -54,6 +55,13 @@ pub fn fts_query(input: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_separate_words_and_never_reach_the_query() {
+        let query = fts_query("a\u{0}b\u{7}c\u{1b}").expect("query");
+        assert_eq!(query, "\"a\"* \"b\"* \"c\"*");
+        assert!(!query.chars().any(char::is_control));
+    }
 
     #[test]
     fn words_become_quoted_prefix_terms() {

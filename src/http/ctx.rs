@@ -123,31 +123,101 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let text = std::str::from_utf8(bytes).map_err(|_| {
         ApiError::bad_request("invalid_json", "The request body is not valid UTF-8.")
     })?;
+    if nesting_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("The request body nests deeper than {MAX_JSON_DEPTH} levels."),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        use serde_json::error::Category;
-        match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-                "invalid_json",
-                format!("The request body is not valid JSON: {inner}."),
-            ),
-            Category::Data => {
-                let message = strip_position(&inner.to_string());
-                // serde reports a missing field at the parent; name the field itself.
-                let field = match missing_field_name(&message) {
-                    Some(name) if path == "." => name.to_string(),
-                    Some(name) => format!("{path}.{name}"),
-                    None => path,
-                };
-                ApiError::validation(
-                    field.clone(),
-                    format!("Invalid field `{field}`: {message}."),
-                )
+    let value = serde_path_to_error::deserialize(&mut *de)
+        .map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                    "invalid_json",
+                    format!("The request body is not valid JSON: {inner}."),
+                ),
+                Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    // serde reports a missing field at the parent; name the field itself.
+                    let field = match missing_field_name(&message) {
+                        Some(name) if path == "." => name.to_string(),
+                        Some(name) => format!("{path}.{name}"),
+                        None => path,
+                    };
+                    ApiError::validation(
+                        field.clone(),
+                        format!("Invalid field `{field}`: {message}."),
+                    )
+                }
             }
+        })
+        .map_err(name_unknown_field)?;
+    // Nothing but whitespace may follow the document (a trailing NUL or a second document
+    // is malformed input, not something to ignore).
+    de.end().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_json",
+            "The request body has data after the JSON document.",
+        )
+    })?;
+    Ok(value)
+}
+
+/// The deepest a request body may nest objects and arrays: far beyond any real request, and
+/// a bound on the work a hostile body can cause even in fields that are ignored.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How deeply `bytes` nest `{` and `[` (outside strings), without parsing them.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
         }
-    })
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// serde reports an unknown field of a `deny_unknown_fields` body at its parent; name the
+/// field itself in `param`, as for every other 422.
+fn name_unknown_field(mut err: ApiError) -> ApiError {
+    let Some(start) = err.message.find("unknown field `") else {
+        return err;
+    };
+    let rest = &err.message[start + "unknown field `".len()..];
+    let Some(name) = rest.split('`').next().map(str::to_string) else {
+        return err;
+    };
+    let field = match err.field.as_deref() {
+        None | Some(".") | Some("") => name.clone(),
+        Some(path) if path == name || path.ends_with(&format!(".{name}")) => path.to_string(),
+        Some(parent) => format!("{parent}.{name}"),
+    };
+    let expected = rest.find("expected").map(|i| &rest[i..]).unwrap_or("");
+    err.message = format!("Unknown field `{field}`; {expected}.")
+        .replace("; .", ".")
+        .replace("..", ".");
+    err.field = Some(field);
+    err
 }
 
 fn strip_position(message: &str) -> String {
@@ -179,6 +249,66 @@ mod tests {
     #[allow(dead_code)]
     struct Profile {
         age: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        name: Option<String>,
+        inner: Option<StrictInner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct StrictInner {
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn bytes_after_the_document_are_400_invalid_json() {
+        let err = parse_json::<Register>(b"{\"email\":\"a\",\"password\":\"b\"}\0").unwrap_err();
+        assert_eq!((err.status, err.code), (400, "invalid_json"));
+        let err = parse_json::<Register>(br#"{"email":"a","password":"b"} {}"#).unwrap_err();
+        assert_eq!(err.status, 400);
+        // Trailing whitespace is fine.
+        assert!(parse_json::<Register>(b"{\"email\":\"a\",\"password\":\"b\"}\n ").is_ok());
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_400_even_inside_an_ignored_field() {
+        let deep = format!(
+            "{{\"email\":\"a\",\"password\":\"b\",\"x\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let err = parse_json::<Register>(deep.as_bytes()).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "invalid_json"));
+        let ok = format!(
+            "{{\"x\":{}{}}}",
+            "[".repeat(MAX_JSON_DEPTH - 1),
+            "]".repeat(MAX_JSON_DEPTH - 1)
+        );
+        assert_eq!(nesting_depth(ok.as_bytes()), MAX_JSON_DEPTH);
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        assert_eq!(nesting_depth(br#"{"a":"[[[{{{"]]]"}"#), 1);
+    }
+
+    #[test]
+    fn an_unknown_field_is_422_naming_it_with_its_path() {
+        let err = parse_json::<Strict>(br#"{"nmae":"x"}"#).unwrap_err();
+        assert_eq!((err.status, err.field.as_deref()), (422, Some("nmae")));
+        let err = parse_json::<Strict>(br#"{"inner":{"m":1}}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("inner.m"));
+        assert!(
+            err.message.starts_with("Unknown field `inner.m`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -20,13 +20,35 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Debug routes exist only in development; elsewhere they are indistinguishable from unknown routes.
+/// Debug routes exist only in development, and only for a client on this machine: the outbox
+/// holds every account's verification and reset links, so anyone who could reach it on a
+/// shared development or preview deployment could take over any account. Elsewhere they are
+/// indistinguishable from unknown routes.
 fn development_only(cx: &Ctx) -> ApiResult<()> {
-    if cx.config.is_development() {
+    let host = cx
+        .req
+        .url()
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
+    let client_ip = cx.header("cf-connecting-ip");
+    if cx.config.is_development() && is_local_client(host.as_deref(), client_ip.as_deref()) {
         Ok(())
     } else {
         Err(ApiError::route_not_found("GET", cx.route))
     }
+}
+
+/// Whether the request came to a loopback address from a loopback client. On Cloudflare the
+/// client's address is always in `cf-connecting-ip` (and cannot be forged); locally it is
+/// absent or loopback.
+fn is_local_client(host: Option<&str>, client_ip: Option<&str>) -> bool {
+    let loopback = |h: &str| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h.eq_ignore_ascii_case("localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    host.is_some_and(loopback) && client_ip.is_none_or(|ip| loopback(ip.trim()))
 }
 
 /// GET /debug/logs?lines=N — the most recent log lines of this isolate (development only),
@@ -73,4 +95,23 @@ async fn debug_outbox(cx: Ctx) -> ApiResult<Response> {
         .map(|r| json!({ "id": r.id, "to": r.to_address, "subject": r.subject, "text": r.body, "created_at": r.created_at }))
         .collect();
     response::json(200, &json!({ "messages": messages }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_client;
+
+    #[test]
+    fn only_a_loopback_client_on_a_loopback_host_is_local() {
+        assert!(is_local_client(Some("127.0.0.1"), None));
+        assert!(is_local_client(Some("localhost"), Some("127.0.0.1")));
+        assert!(is_local_client(Some("[::1]"), Some("::1")));
+        assert!(!is_local_client(
+            Some("threadline.example.workers.dev"),
+            None
+        ));
+        assert!(!is_local_client(Some("127.0.0.1"), Some("203.0.113.7")));
+        assert!(!is_local_client(Some("127.0.0.2.example"), None));
+        assert!(!is_local_client(None, None));
+    }
 }

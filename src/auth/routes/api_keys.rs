@@ -45,6 +45,7 @@ async fn session_principal(cx: &Ctx) -> ApiResult<Principal> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     name: Option<String>,
     /// Days until the key stops working; absent means it does not expire.

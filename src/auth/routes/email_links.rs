@@ -45,6 +45,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TokenBody {
     token: Option<String>,
 }
@@ -69,6 +70,7 @@ async fn verify_email(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EmailBody {
     email: Option<String>,
 }
@@ -154,6 +156,7 @@ async fn resend_verification(cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ResetBody {
     token: Option<String>,
     new_password: Option<String>,

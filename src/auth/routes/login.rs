@@ -77,6 +77,7 @@ fn dummy_hash(params: Argon2Params) -> String {
 // ---- registration and login -----------------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RegisterBody {
     email: Option<String>,
     password: Option<String>,
@@ -245,6 +246,7 @@ async fn login_form(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginJson {
     email: Option<String>,
     username: Option<String>,
@@ -264,6 +266,7 @@ async fn login_json(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: Option<String>,
 }

@@ -101,6 +101,7 @@ async fn setup(cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CodeBody {
     code: Option<String>,
 }
@@ -145,6 +146,7 @@ async fn enable(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DisableBody {
     password: Option<String>,
     code: Option<String>,
@@ -179,6 +181,7 @@ async fn disable(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VerifyBody {
     mfa_token: Option<String>,
     code: Option<String>,

@@ -46,6 +46,7 @@ async fn get_profile(cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProfileBody {
     full_name: Option<Option<String>>,
     preferences: Option<Value>,
@@ -104,6 +105,7 @@ async fn update_profile(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChangePasswordBody {
     current_password: Option<String>,
     new_password: Option<String>,
@@ -138,6 +140,7 @@ async fn change_password(mut cx: Ctx) -> ApiResult<Response> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DeleteAccountBody {
     password: Option<String>,
 }

@@ -710,6 +710,22 @@ mod tests {
     }
 
     #[test]
+    fn a_503_with_a_generic_api_error_body_is_overloaded_like_every_provider_s_503() {
+        let body =
+            r#"{"type":"error","error":{"type":"api_error","message":"Service unavailable"}}"#;
+        assert_eq!(
+            parse_error(503, None, body).kind,
+            ProviderErrorKind::Overloaded
+        );
+        assert_eq!(
+            crate::providers::wire::openai::parse_error(503, None, body).kind,
+            ProviderErrorKind::Overloaded
+        );
+        // A 500 with the same body stays a server error.
+        assert_eq!(parse_error(500, None, body).kind, ProviderErrorKind::Server);
+    }
+
+    #[test]
     fn status_529_without_a_body_is_overloaded_and_keeps_retry_after() {
         let error = parse_error(529, Some(10), "");
         assert_eq!(error.kind, ProviderErrorKind::Overloaded);

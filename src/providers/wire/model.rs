@@ -248,6 +248,12 @@ impl ProviderError {
         upstream_message: &str,
         upstream_status: Option<u16>,
     ) -> Self {
+        // One meaning, one mapping: an HTTP 503 or 529 is a provider shedding load, whatever
+        // generic type its body names (Anthropic answers 503 with `api_error`).
+        let kind = match (kind, upstream_status) {
+            (ProviderErrorKind::Server, Some(503 | 529)) => ProviderErrorKind::Overloaded,
+            _ => kind,
+        };
         let message = match kind {
             ProviderErrorKind::Auth => default_message(kind).to_owned(),
             _ => {

@@ -1,0 +1,128 @@
+// Hostile and malformed input, end to end: each defect found by fuzzing and by hand has a
+// regression test here, against the real worker with local D1 and KV.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+
+import { call, envelope, startWorker } from './harness.mjs';
+import { registerAndLogin } from './accounts.mjs';
+
+/** Sends raw request bytes and resolves with the first response line (or rejects on timeout). */
+function rawStatusLine(url, requestText, { timeoutMs = 10_000 } = {}) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(requestText));
+    let data = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no response within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.on('data', (chunk) => {
+      data += chunk;
+      const end = data.indexOf('\r\n');
+      if (end >= 0) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(data.slice(0, end));
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+describe('hostile input (development worker)', () => {
+  let w;
+  let ada;
+  let bob;
+  before(async () => {
+    w = await startWorker({ vars: { RATE_LIMIT_REGISTER: '1000/600' } });
+    ada = await registerAndLogin(w);
+    bob = await registerAndLogin(w);
+  });
+  after(async () => { await w?.stop(); });
+
+  test('a NUL or other control character in a search is a normal search, never a 500', async () => {
+    for (const path of ['/api/conversations', '/api/chat/threads', '/api/chats']) {
+      const res = await call(w.url, 'GET', `${path}?q=a%00b%07c`, { token: ada.access_token });
+      assert.equal(res.status, 200, `${path}: ${res.text}`);
+    }
+  });
+
+  test('methods the router does not know are 405 with Allow, never run as GET', async () => {
+    for (const method of ['PROPFIND', 'QUERY', 'SEARCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'PURGE']) {
+      const res = await fetch(`${w.url}/api/modes`, { method });
+      assert.equal(res.status, 405, method);
+      assert.equal(res.headers.get('allow'), 'GET', method);
+      const body = await res.json();
+      assert.equal(body.error.code, 'method_not_allowed', method);
+    }
+  });
+
+  test('a declared Content-Length over the limit is refused with 413 before the body is sent', async () => {
+    const status = await rawStatusLine(
+      w.url,
+      'POST /api/auth/login-json HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
+        + 'Content-Length: 50000000\r\n\r\n',
+    );
+    assert.match(status, / 413 /);
+  });
+
+  test('unknown fields are 422 naming them, however deep; deep nesting is 400', async () => {
+    const unknown = await call(w.url, 'PUT', '/api/users/profile', {
+      token: ada.access_token,
+      json: { full_name: 'Ada', nickname: 'A' },
+    });
+    const e = envelope(assert, unknown, 422, 'validation_failed');
+    assert.equal(e.param, 'nickname');
+
+    const deep = `{"full_name":"Ada","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    const nested = await call(w.url, 'PUT', '/api/users/profile', {
+      token: ada.access_token,
+      headers: { 'content-type': 'application/json' },
+      body: deep,
+    });
+    envelope(assert, nested, 400, 'invalid_json');
+    const me = await call(w.url, 'GET', '/api/users/profile', { token: ada.access_token });
+    assert.notEqual(me.body.full_name, 'Ada', 'nothing was written by the refused requests');
+  });
+
+  test('bytes after the JSON document are 400, and nothing is stored', async () => {
+    const res = await call(w.url, 'POST', '/api/chat', {
+      token: ada.access_token,
+      headers: { 'content-type': 'application/json' },
+      body: '{"message":"hi","model":"dev/echo"}\u0000',
+    });
+    envelope(assert, res, 400, 'invalid_json');
+    const list = await call(w.url, 'GET', '/api/conversations', { token: ada.access_token });
+    assert.equal(list.body.data.length, 0);
+  });
+
+  test("another user's conversation is 404 on its messages, with or without a cursor", async () => {
+    const sent = await call(w.url, 'POST', '/api/chat', {
+      token: ada.access_token,
+      json: { message: 'one', model: 'dev/echo' },
+    });
+    assert.equal(sent.status, 200, sent.text);
+    const id = sent.body.conversation.id;
+    const own = await call(w.url, 'GET', `/api/conversations/${id}/messages?limit=1`, { token: ada.access_token });
+    assert.equal(own.status, 200, own.text);
+    const cursor = own.body.next_cursor;
+    assert.ok(cursor, `a next cursor: ${own.text}`);
+    for (const query of ['', `?cursor=${encodeURIComponent(cursor)}`, '?order=desc']) {
+      const res = await call(w.url, 'GET', `/api/conversations/${id}/messages${query}`, { token: bob.access_token });
+      envelope(assert, res, 404, 'not_found');
+    }
+  });
+
+  test('the development routes answer only a client on this machine', async () => {
+    for (const path of ['/debug/outbox', '/debug/logs']) {
+      const local = await call(w.url, 'GET', path);
+      assert.equal(local.status, 200, `${path}: ${local.text}`);
+      const proxied = await call(w.url, 'GET', path, { headers: { 'cf-connecting-ip': '203.0.113.7' } });
+      envelope(assert, proxied, 404, 'route_not_found');
+    }
+  });
+});
