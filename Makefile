@@ -32,6 +32,7 @@ help:
 	@echo "make lint   - cargo fmt --check and clippy on host and wasm targets"
 	@echo "make deploy - build and wrangler deploy (see README, Deploy)"
 	@echo "make bench  - benchmark against Portkey and LiteLLM (~10 min); writes bench/RESULTS.md"
+	@echo "make fuzz   - schemathesis against the real worker (FUZZ_MAX_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)"
 
 ## ---- tools --------------------------------------------------------------------------------
 
@@ -173,3 +174,34 @@ check-size: build
 
 clean:
 	rm -rf build target .tools
+
+## ---- fuzzing (not part of `make test`; see README, Fuzzing) ------------------------------------
+
+.PHONY: fuzz fuzz-ci fuzz-tools
+
+# schemathesis, with its dependencies pinned in tests/fuzz/requirements.txt, in its own
+# virtualenv (git-ignored), made with the system's python3.
+SCHEMATHESIS_VERSION := 4.32.5
+FUZZ_VENV := tests/fuzz/.venv
+# Depth: cases per operation in the fuzzing phase (the examples, coverage and stateful phases
+# come on top); the seed makes a run repeatable; FUZZ_MAX_TIME (seconds) bounds each pass.
+FUZZ_MAX_EXAMPLES ?= 100
+FUZZ_SEED ?= 1
+FUZZ_MAX_TIME ?=
+# The short pass .ci/run makes after `make test`: about 2-4 minutes on 2 cores.
+FUZZ_CI_MAX_EXAMPLES := 15
+FUZZ_CI_MAX_TIME := 150
+
+fuzz: build fuzz-tools
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) \
+	  node tests/fuzz/run.mjs
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_MAX_EXAMPLES=$(FUZZ_CI_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_CI_MAX_TIME)
+
+fuzz-tools: $(FUZZ_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+
+$(FUZZ_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): tests/fuzz/requirements.txt
+	env PATH="$(SYSTEM_PATH)" python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
+	@touch $@
