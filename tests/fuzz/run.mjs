@@ -14,11 +14,18 @@
 // Knobs (environment, or the Makefile's variables of the same name):
 //   FUZZ_MAX_EXAMPLES  cases per operation and phase in the fuzzing phase (default 25)
 //   FUZZ_SEED          schemathesis/hypothesis seed (default 1), for a reproducible run
-//   FUZZ_MAX_TIME      wall-clock budget in seconds per pass (default: none)
+//   FUZZ_MAX_TIME      schemathesis --max-time per pass, in seconds (default: none): the
+//                      pass then keeps fuzzing until the time is spent, a depth by the clock
+//   FUZZ_PASS_TIMEOUT  hard wall-clock limit per pass, in seconds (default: none): past it
+//                      schemathesis is stopped and the pass fails
 //   FUZZ_PHASES        schemathesis phases (default examples,coverage,fuzzing,stateful)
 //   FUZZ_WORKERS       schemathesis workers (default 1)
 //   FUZZ_PASSES        which passes to run (default jwt,api-key,throwaway)
 //   FUZZ_REPORT_DIR    where the JUnit and NDJSON reports go (default tests/fuzz/report)
+//   FUZZ_CHECKS        schemathesis checks (default: CHECKS below); e.g. add
+//                      negative_data_rejection,positive_data_acceptance to look for places
+//                      where the schema is looser or stricter than the server (these two also
+//                      flag what no schema can say: unknown model ids, made-up cursors)
 //   FUZZ_SERVE=1       start the worker, print the credentials and wait (for running
 //                      schemathesis by hand against it); Ctrl-C stops it
 //
@@ -39,6 +46,7 @@ const env = process.env;
 const MAX_EXAMPLES = Number(env.FUZZ_MAX_EXAMPLES || 25);
 const SEED = env.FUZZ_SEED || '1';
 const MAX_TIME = env.FUZZ_MAX_TIME || '';
+const PASS_TIMEOUT_S = Number(env.FUZZ_PASS_TIMEOUT || 0);
 const PHASES = env.FUZZ_PHASES || 'examples,coverage,fuzzing,stateful';
 // One worker: with two threads, hypothesis's lambda descriptions call ast.parse concurrently,
 // which CPython 3.11 does not survive ("AST constructor recursion depth mismatch"), and a
@@ -46,6 +54,17 @@ const PHASES = env.FUZZ_PHASES || 'examples,coverage,fuzzing,stateful';
 const WORKERS = env.FUZZ_WORKERS || '1';
 const PASSES = (env.FUZZ_PASSES || 'jwt,api-key,throwaway').split(',').map((s) => s.trim()).filter(Boolean);
 const REPORT_DIR = env.FUZZ_REPORT_DIR || path.join(FUZZ_DIR, 'report');
+// No 5xx; every status, content type, documented header and body (SSE events one by one) as
+// openapi.json says; an undocumented method answers 405 with an Allow that is right.
+const CHECKS = env.FUZZ_CHECKS || [
+  'not_a_server_error',
+  'status_code_conformance',
+  'content_type_conformance',
+  'response_headers_conformance',
+  'response_schema_conformance',
+  'unsupported_method',
+  'allow_header_conformance',
+].join(',');
 
 const GENEROUS = '1000000/60';
 const WORKER_VARS = {
@@ -59,6 +78,9 @@ const WORKER_VARS = {
   RATE_LIMIT_V1: GENEROUS,
   // A long pass outlives the default 15-minute access token.
   ACCESS_TOKEN_EXPIRE_MINUTES: '1440',
+  // 16 KiB instead of 1 MiB, so that the boundary values the coverage phase sends (a 32000
+  // character system prompt, 8 KB of settings) reach the 413 path of every body.
+  MAX_BODY_BYTES: '16384',
 };
 
 // Destructive: each would end the credential of the pass that ran it (logout, logout-all,
@@ -112,7 +134,7 @@ function runSchemathesis(pass, url, { include = [], exclude = [], authEnv, maxEx
   const args = [
     'run', SCHEMA,
     '--url', url,
-    '--checks', 'not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance',
+    '--checks', CHECKS,
     '--phases', PHASES,
     '--max-examples', String(maxExamples),
     '--seed', SEED,
@@ -132,7 +154,7 @@ function runSchemathesis(pass, url, { include = [], exclude = [], authEnv, maxEx
   return new Promise((resolve) => {
     const child = spawn(SCHEMATHESIS, args, {
       cwd: FUZZ_DIR,
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
       env: {
         ...env,
         SCHEMATHESIS_HOOKS: path.join(FUZZ_DIR, 'hooks.py'),
@@ -140,11 +162,23 @@ function runSchemathesis(pass, url, { include = [], exclude = [], authEnv, maxEx
         ...authEnv,
       },
     });
-    child.on('exit', (code, signal) => resolve(signal ? 1 : code));
+    // Passed through as it comes, and kept to read the case count from the summary.
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
+    const timer = PASS_TIMEOUT_S > 0 && setTimeout(() => {
+      console.error(`\nfuzz pass ${pass}: over FUZZ_PASS_TIMEOUT=${PASS_TIMEOUT_S} s; stopping it`);
+      child.kill('SIGTERM');
+    }, PASS_TIMEOUT_S * 1000);
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      const cases = Number(/Test cases:\s*\n\s*(\d+) generated/.exec(out)?.[1] ?? 0);
+      resolve({ code: signal ? 1 : code, cases });
+    });
   });
 }
 
 async function main() {
+  const started = Date.now();
   await mkdir(REPORT_DIR, { recursive: true });
   const { all, secured } = await operations();
   const worker = await startWorker({ vars: WORKER_VARS });
@@ -152,6 +186,8 @@ async function main() {
   process.on('SIGINT', () => { stop().finally(() => process.exit(130)); });
   process.on('SIGTERM', () => { stop().finally(() => process.exit(143)); });
   const failed = [];
+  const counts = [];
+  let total = 0;
   try {
     const a = await register(worker.url, 'a');
     const b = await register(worker.url, 'b');
@@ -180,17 +216,20 @@ async function main() {
     };
     for (const name of PASSES) {
       if (!passes[name]) throw new Error(`unknown pass ${name}; passes are ${Object.keys(passes).join(', ')}`);
-      const code = await passes[name]();
+      const { code, cases } = await passes[name]();
+      counts.push(`${name} ${cases}`);
+      total += cases;
       if (code !== 0) failed.push(`${name} (exit ${code})`);
     }
   } finally {
     await stop();
   }
+  console.log(`\nfuzz: ${total} cases (${counts.join(', ')}), seed ${SEED}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
   if (failed.length) {
     console.error(`\nfuzz: failures in ${failed.join(', ')}; reports in ${path.relative(ROOT, REPORT_DIR)}/`);
     process.exit(1);
   }
-  console.log(`\nfuzz: ${PASSES.join(', ')} passed`);
+  console.log(`fuzz: ${PASSES.join(', ')} passed`);
 }
 
 main().catch((err) => {
