@@ -32,6 +32,8 @@ help:
 	@echo "make lint   - cargo fmt --check and clippy on host and wasm targets"
 	@echo "make deploy - build and wrangler deploy (see README, Deploy)"
 	@echo "make bench  - benchmark against Portkey and LiteLLM (~10 min); writes bench/RESULTS.md"
+	@echo "make fuzz   - schemathesis against the real worker (FUZZ_MAX_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)"
+	@echo "make fuzz-ci - the short fuzz pass CI runs (2-3 min)"
 
 ## ---- tools --------------------------------------------------------------------------------
 
@@ -173,3 +175,37 @@ check-size: build
 
 clean:
 	rm -rf build target .tools
+
+## ---- fuzzing (not part of `make test`; see README, Fuzzing) ------------------------------------
+
+.PHONY: fuzz fuzz-ci fuzz-tools
+
+# schemathesis, with its dependencies pinned in tests/fuzz/requirements.txt, in its own
+# virtualenv (git-ignored), made with the system's python3.
+SCHEMATHESIS_VERSION := 4.32.5
+FUZZ_VENV := tests/fuzz/.venv
+# Depth: cases per operation and pass in the fuzzing phase (the examples, coverage and stateful
+# phases come on top). The seed makes a run repeatable. FUZZ_MAX_TIME (seconds) makes each pass
+# fuzz for that long instead; FUZZ_PASS_TIMEOUT (seconds) stops a pass that runs longer, and
+# fails it. See tests/fuzz/run.mjs for the rest.
+FUZZ_MAX_EXAMPLES ?= 100
+FUZZ_SEED ?= 1
+FUZZ_MAX_TIME ?=
+FUZZ_PASS_TIMEOUT ?=
+# The short pass .ci/run makes after `make test`: about 2-3 minutes on 2 cores, 5 at most.
+FUZZ_CI_MAX_EXAMPLES := 30
+FUZZ_CI_PASS_TIMEOUT := 300
+
+fuzz: build fuzz-tools
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) \
+	  FUZZ_PASS_TIMEOUT=$(FUZZ_PASS_TIMEOUT) node tests/fuzz/run.mjs
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_MAX_EXAMPLES=$(FUZZ_CI_MAX_EXAMPLES) FUZZ_PASS_TIMEOUT=$(FUZZ_CI_PASS_TIMEOUT)
+
+fuzz-tools: $(FUZZ_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+
+$(FUZZ_VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): tests/fuzz/requirements.txt
+	env PATH="$(SYSTEM_PATH)" python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
+	@touch $@
