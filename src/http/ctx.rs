@@ -123,6 +123,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let text = std::str::from_utf8(bytes).map_err(|_| {
         ApiError::bad_request("invalid_json", "The request body is not valid UTF-8.")
     })?;
+    // Every body is an object: serde would otherwise read a struct from an array, matching
+    // its items to the fields in order (`["Ada"]` setting a name).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            422,
+            "validation_failed",
+            "The request body must be a JSON object.",
+        ));
+    }
     if nesting_depth(bytes) > MAX_JSON_DEPTH {
         return Err(ApiError::bad_request(
             "invalid_json",
@@ -349,6 +358,15 @@ mod tests {
     fn json_array_instead_of_object_is_422() {
         let err = parse_json::<Register>(b"[1,2]").unwrap_err();
         assert_eq!(err.status, 422);
+    }
+
+    #[test]
+    fn an_array_that_fits_the_fields_in_order_is_still_refused() {
+        let err = parse_json::<Register>(br#"["a@b.c", "a password"]"#).unwrap_err();
+        assert_eq!((err.status, err.code), (422, "validation_failed"));
+        for body in [&b"null"[..], b"\"text\"", b"42", b" [null, null]"] {
+            assert_eq!(parse_json::<Register>(body).unwrap_err().status, 422);
+        }
     }
 
     #[test]

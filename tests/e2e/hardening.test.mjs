@@ -63,6 +63,22 @@ describe('hostile input (development worker)', () => {
     assert.notEqual(me.body.full_name, 'Ada', 'nothing was written by the refused requests');
   });
 
+  test('a body that is not a JSON object is 422, even an array that fits the fields in order', async () => {
+    const res = await call(w.url, 'PUT', '/api/users/profile', {
+      token: ada.access_token,
+      headers: { 'content-type': 'application/json' },
+      body: '["Array Name", {}]',
+    });
+    envelope(assert, res, 422, 'validation_failed');
+    const me = await call(w.url, 'GET', '/api/users/profile', { token: ada.access_token });
+    assert.notEqual(me.body.full_name, 'Array Name');
+    const forgot = await call(w.url, 'POST', '/api/auth/forgot-password', {
+      headers: { 'content-type': 'application/json' },
+      body: '["someone@example.com"]',
+    });
+    envelope(assert, forgot, 422, 'validation_failed');
+  });
+
   test('bytes after the JSON document are 400, and nothing is stored', async () => {
     const res = await call(w.url, 'POST', '/api/chat', {
       token: ada.access_token,
