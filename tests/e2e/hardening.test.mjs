@@ -18,6 +18,12 @@ describe('hostile input (development worker)', () => {
   after(async () => { await w?.stop(); });
 
   test('a NUL or other control character in a search is a normal search, never a 500', async () => {
+    // The full-text query only runs against rows, so there must be a conversation to search.
+    const sent = await call(w.url, 'POST', '/api/chat', {
+      token: ada.access_token,
+      json: { message: 'hello world', model: 'dev/echo' },
+    });
+    assert.equal(sent.status, 200, sent.text);
     for (const path of ['/api/conversations', '/api/chat/threads', '/api/chats']) {
       const res = await call(w.url, 'GET', `${path}?q=a%00b%07c`, { token: ada.access_token });
       assert.equal(res.status, 200, `${path}: ${res.text}`);
@@ -86,8 +92,9 @@ describe('hostile input (development worker)', () => {
       body: '{"message":"hi","model":"dev/echo"}\u0000',
     });
     envelope(assert, res, 400, 'invalid_json');
-    const list = await call(w.url, 'GET', '/api/conversations', { token: ada.access_token });
-    assert.equal(list.body.data.length, 0);
+    const list = await call(w.url, 'GET', '/api/conversations?q=hi', { token: ada.access_token });
+    assert.equal(list.status, 200, list.text);
+    assert.equal(list.body.data.length, 0, 'no conversation holds the refused message');
   });
 
   test("another user's conversation is 404 on its messages, with or without a cursor", async () => {
