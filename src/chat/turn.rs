@@ -625,18 +625,7 @@ mod tests {
             Box::pin(async move {
                 let id = match to {
                     Destination::New { id, new } => {
-                        let (_, conversation) = new_conversation(
-                            &ChatInput {
-                                content: message.content.clone(),
-                                conversation_id: None,
-                                model: new.model.clone(),
-                                mode: new.mode.clone(),
-                                system_prompt: new.system_prompt.clone(),
-                                stream: false,
-                            },
-                            id,
-                            message.created_at,
-                        );
+                        let conversation = new.conversation(id, message.created_at);
                         self.conversations
                             .borrow_mut()
                             .push((user_id.to_string(), conversation));
@@ -657,18 +646,7 @@ mod tests {
                         id
                     }
                 };
-                let stored = self.push(Message {
-                    id: message.id.clone(),
-                    conversation_id: id.to_string(),
-                    role: Role::User,
-                    content: message.content.clone(),
-                    model: None,
-                    status: MessageStatus::Complete,
-                    usage: None,
-                    latency_ms: None,
-                    created_at: message.created_at,
-                    seq: 0,
-                });
+                let stored = self.push(message.message(id));
                 Ok(self.owned(user_id, id).map(|c| (c, stored)))
             })
         }

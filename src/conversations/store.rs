@@ -164,7 +164,8 @@ pub struct UserMessage {
 }
 
 impl UserMessage {
-    fn message(&self, conversation_id: &str) -> Message {
+    /// The message as it reads once stored in `conversation_id`.
+    pub fn message(&self, conversation_id: &str) -> Message {
         Message {
             id: self.id.clone(),
             conversation_id: conversation_id.to_string(),

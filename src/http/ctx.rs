@@ -51,15 +51,10 @@ impl Ctx {
             .map(|(_, v)| v)
     }
 
-    /// Reads the body, refusing it with 413 when it is over the configured limit.
-    /// `Content-Length` is checked first so an oversized upload is refused before it is read.
+    /// Reads the body, refusing it with 413 when it is over the configured limit. A declared
+    /// `Content-Length` over the limit never gets here: the pipeline refuses it before routing.
     pub async fn body_bytes(&mut self) -> ApiResult<Vec<u8>> {
         let limit = self.config.max_body_bytes;
-        if let Some(len) = self.header("content-length") {
-            if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
-                return Err(ApiError::payload_too_large(limit));
-            }
-        }
         let bytes = self.req.bytes().await.map_err(|e| {
             ApiError::bad_request("unreadable_body", "The request body could not be read.")
                 .with_internal(e.to_string())
