@@ -13,8 +13,7 @@ use crate::http::response;
 use crate::http::router::{self, Method, Route, RouteMatch};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::ids::{is_acceptable_request_id, new_request_id};
-use crate::platform::logging::LogLevel;
-use crate::platform::logging::LogLine;
+use crate::platform::logging::{LogLevel, LogLine};
 use crate::platform::random::random_bytes;
 
 /// Configuration and the route table, shared by every request of an isolate.
