@@ -63,6 +63,10 @@ pub struct Route {
     /// A path template such as `/api/conversations/{id}/messages`.
     pub path: &'static str,
     pub handler: Handler,
+    /// The template's last `{param}` takes the rest of the path, slashes included
+    /// (`/v1/models/{model}` matching `/v1/models/openai/gpt-4o`). The template stays a plain
+    /// OpenAPI path, so the documentation test still compares it as written.
+    pub rest: bool,
 }
 
 impl Route {
@@ -71,7 +75,14 @@ impl Route {
             method,
             path,
             handler,
+            rest: false,
         }
+    }
+
+    /// This route with its last parameter taking the rest of the path (see [`Route::rest`]).
+    pub const fn with_rest(mut self) -> Route {
+        self.rest = true;
+        self
     }
 }
 
@@ -89,11 +100,12 @@ pub enum RouteMatch<'a> {
 }
 
 /// Matches one template against a path; `None` when it does not fit.
-/// The score counts literal segments so `/a/stats` wins over `/a/{id}`.
-fn match_template(template: &'static str, path: &str) -> Option<(usize, Params)> {
+/// The score counts literal segments so `/a/stats` wins over `/a/{id}`. With `rest`, the
+/// template's last parameter takes every remaining segment, joined by `/` again.
+fn match_template(template: &'static str, path: &str, rest: bool) -> Option<(usize, Params)> {
     let mut params = Params::new();
     let mut score = 0;
-    let mut t_segs = template.split('/');
+    let mut t_segs = template.split('/').peekable();
     let mut p_segs = path.split('/');
     loop {
         match (t_segs.next(), p_segs.next()) {
@@ -102,6 +114,14 @@ fn match_template(template: &'static str, path: &str) -> Option<(usize, Params)>
                 if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
                     if p.is_empty() {
                         return None;
+                    }
+                    if rest && t_segs.peek().is_none() {
+                        let tail: Vec<&str> = std::iter::once(p).chain(p_segs.by_ref()).collect();
+                        if tail.iter().any(|segment| segment.is_empty()) {
+                            return None;
+                        }
+                        params.insert(name, tail.join("/"));
+                        return Some((score, params));
                     }
                     params.insert(name, p.to_string());
                 } else if t == p {
@@ -126,7 +146,7 @@ pub fn find<'a>(routes: &'a [Route], method: Option<Method>, path: &str) -> Rout
     let mut best: Option<(usize, &Route, Params)> = None;
     let mut allowed = Vec::new();
     for route in routes {
-        if let Some((score, params)) = match_template(route.path, path) {
+        if let Some((score, params)) = match_template(route.path, path, route.rest) {
             if Some(route.method) == method {
                 if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                     best = Some((score, route, params));
@@ -170,6 +190,8 @@ mod tests {
             Route::new(Method::Delete, "/api/items/{id}", dummy),
             Route::new(Method::Get, "/api/items/stats", dummy),
             Route::new(Method::Get, "/api/items/{id}/parts/{part}", dummy),
+            Route::new(Method::Get, "/files/{path}", dummy).with_rest(),
+            Route::new(Method::Delete, "/files/{path}/lock", dummy),
         ]
     }
 
@@ -196,6 +218,38 @@ mod tests {
         assert_eq!(path, "/api/items/{id}/parts/{part}");
         assert_eq!(params["id"], "42");
         assert_eq!(params["part"], "a-b");
+    }
+
+    #[test]
+    fn a_rest_parameter_takes_the_remaining_segments_slashes_included() {
+        let t = table();
+        let (path, params) = found(find(&t, Some(Method::Get), "/files/openai/gpt-4o"));
+        assert_eq!(path, "/files/{path}");
+        assert_eq!(params["path"], "openai/gpt-4o");
+        let (_, params) = found(find(&t, Some(Method::Get), "/files/one"));
+        assert_eq!(params["path"], "one");
+    }
+
+    #[test]
+    fn a_rest_parameter_needs_a_segment_and_no_empty_ones() {
+        let t = table();
+        assert!(matches!(
+            find(&t, Some(Method::Get), "/files"),
+            RouteMatch::NotFound
+        ));
+        assert!(matches!(
+            find(&t, Some(Method::Get), "/files/a//b"),
+            RouteMatch::NotFound
+        ));
+    }
+
+    #[test]
+    fn a_rest_parameter_and_a_longer_template_each_keep_their_method() {
+        let t = table();
+        let (path, _) = found(find(&t, Some(Method::Delete), "/files/x/lock"));
+        assert_eq!(path, "/files/{path}/lock");
+        let (path, params) = found(find(&t, Some(Method::Get), "/files/x/lock"));
+        assert_eq!((path.as_str(), params["path"].as_str()), ("/files/{path}", "x/lock"));
     }
 
     #[test]
