@@ -109,6 +109,42 @@ pub fn builtin_models() -> Vec<ModelInfo> {
     ]
 }
 
+/// One embedding model Threadline knows. Kept apart from the chat models ([`ModelInfo`]): an
+/// embedding model cannot chat, so it is never offered for chat, never a default or a
+/// fallback, and `GET /api/models` (a chat app's model picker) does not list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmbeddingModel {
+    /// `provider/model`, as clients name it.
+    pub id: String,
+    pub provider: String,
+    /// The provider's own model name, sent upstream.
+    pub upstream: String,
+    /// The length of its vectors; `dimensions` may ask for fewer, never more.
+    pub dimensions: u32,
+}
+
+fn embedding(id: &str, dimensions: u32) -> EmbeddingModel {
+    let (provider, upstream) = id.split_once('/').unwrap_or(("", id));
+    EmbeddingModel {
+        id: id.to_owned(),
+        provider: provider.to_owned(),
+        upstream: upstream.to_owned(),
+        dimensions,
+    }
+}
+
+/// The providers' current embedding models, with their published vector lengths. Other
+/// names on a provider that can embed (`ollama/nomic-embed-text`) are passed through as they
+/// are, so a model need not be listed here to be used.
+pub fn builtin_embedding_models() -> Vec<EmbeddingModel> {
+    vec![
+        embedding("openai/text-embedding-3-small", 1536),
+        embedding("openai/text-embedding-3-large", 3072),
+        embedding("gemini/gemini-embedding-001", 3072),
+        embedding("gemini/text-embedding-004", 768),
+    ]
+}
+
 /// One entry of the operator's extra-models JSON. Unknown keys are rejected so that a typo
 /// such as `context_windw` fails loudly at startup instead of silently taking the default.
 #[derive(Deserialize)]
@@ -170,6 +206,7 @@ pub fn parse_aliases(json: &str) -> Result<BTreeMap<String, String>, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalogue {
     models: Vec<ModelInfo>,
+    embedding_models: Vec<EmbeddingModel>,
     aliases: BTreeMap<String, String>,
 }
 
@@ -178,6 +215,7 @@ impl Catalogue {
     pub fn builtin() -> Self {
         Self {
             models: builtin_models(),
+            embedding_models: builtin_embedding_models(),
             aliases: BTreeMap::new(),
         }
     }
@@ -205,6 +243,38 @@ impl Catalogue {
 
     pub fn aliases(&self) -> &BTreeMap<String, String> {
         &self.aliases
+    }
+
+    pub fn embedding_models(&self) -> &[EmbeddingModel] {
+        &self.embedding_models
+    }
+
+    /// The catalogued embedding model an alias or id names, if any.
+    pub fn resolve_embedding(&self, alias_or_id: &str) -> Option<&EmbeddingModel> {
+        let id = self.canonical_id(alias_or_id);
+        self.embedding_models.iter().find(|model| model.id == id)
+    }
+
+    /// A `provider/model` id for a bare embedding model name, as code written for one
+    /// provider's SDK sends it (`text-embedding-3-small`, `gemini-embedding-001`): a
+    /// catalogued upstream name wins, then the name's family. `None` for names with a `/`
+    /// or of no known family.
+    pub fn qualify_bare_embedding_name(&self, name: &str) -> Option<String> {
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        if let Some(model) = self.embedding_models.iter().find(|m| m.upstream == name) {
+            return Some(model.id.clone());
+        }
+        let lower = name.to_ascii_lowercase();
+        let provider = if lower.starts_with("text-embedding-") {
+            "openai"
+        } else if lower.starts_with("gemini-embedding-") {
+            "gemini"
+        } else {
+            return None;
+        };
+        Some(format!("{provider}/{name}"))
     }
 
     /// The model id a client's name stands for: the alias target, or the name itself.
@@ -392,6 +462,36 @@ mod tests {
         );
         assert_eq!(c.qualify_bare_name("openai/gpt-4o"), None);
         assert_eq!(c.qualify_bare_name(""), None);
+    }
+
+    #[test]
+    fn embedding_models_are_catalogued_apart_from_chat_models() {
+        let c = Catalogue::builtin();
+        assert!(c.resolve("openai/text-embedding-3-small").is_none());
+        assert_eq!(
+            c.resolve_embedding("openai/text-embedding-3-small")
+                .map(|m| m.dimensions),
+            Some(1536)
+        );
+        for model in c.embedding_models() {
+            assert_eq!(format!("{}/{}", model.provider, model.upstream), model.id);
+            assert!(c.models().iter().all(|chat| chat.id != model.id));
+        }
+    }
+
+    #[test]
+    fn bare_embedding_model_names_are_qualified() {
+        let c = Catalogue::builtin();
+        for (bare, id) in [
+            ("text-embedding-3-large", "openai/text-embedding-3-large"),
+            ("text-embedding-ada-002", "openai/text-embedding-ada-002"),
+            ("text-embedding-004", "gemini/text-embedding-004"),
+            ("gemini-embedding-001", "gemini/gemini-embedding-001"),
+        ] {
+            assert_eq!(c.qualify_bare_embedding_name(bare).as_deref(), Some(id));
+        }
+        assert_eq!(c.qualify_bare_embedding_name("nomic-embed-text"), None);
+        assert_eq!(c.qualify_bare_embedding_name("openai/x"), None);
     }
 
     #[test]

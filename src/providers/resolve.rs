@@ -3,6 +3,7 @@
 //! with a `match` (a conversation set to an unknown model is a 422, a send to it a 404).
 
 use super::catalogue;
+use super::wire::model::ProviderKind;
 use super::settings::{enabling_setting, ProviderSettings, Upstream, DEV_ECHO_MODEL};
 use crate::http::error::{ApiError, ApiResult};
 
@@ -40,6 +41,9 @@ pub enum ResolveError {
         provider: String,
         enabling_setting: Option<&'static str>,
     },
+    /// The model exists but makes no embeddings: a chat model, `dev/echo`, or a provider
+    /// without an embeddings API (400 `model_cannot_embed`).
+    CannotEmbed { model: String, reason: &'static str },
 }
 
 /// Long client-supplied names are cut in messages so an error cannot be used to echo junk.
@@ -72,6 +76,10 @@ impl ResolveError {
                     shown(model)
                 )
             }
+            ResolveError::CannotEmbed { model, reason } => format!(
+                "The model {:?} cannot make embeddings: {reason}. Use an embedding model such as \"openai/text-embedding-3-small\".",
+                shown(model)
+            ),
         }
     }
 }
@@ -88,6 +96,9 @@ impl From<ResolveError> for ApiError {
                     .with_field("model")
                     // Retrying cannot help until an operator changes the configuration.
                     .with_header("x-should-retry", "false")
+            }
+            ResolveError::CannotEmbed { .. } => {
+                ApiError::bad_request("model_cannot_embed", message).with_field("model")
             }
         }
     }
@@ -137,6 +148,61 @@ fn unknown(name: &str) -> ResolveError {
     }
 }
 
+/// Resolves a model for `POST /v1/embeddings`, without any I/O: an alias, a bare embedding
+/// model name (`text-embedding-3-small`) or a `provider/model` id. Chat models and
+/// providers without embeddings are refused here, before any upstream call, so the client
+/// gets a 400 that says why rather than a provider's puzzling error.
+pub fn resolve_embedding_model(
+    settings: &ProviderSettings,
+    name: &str,
+) -> Result<ResolvedModel, ResolveError> {
+    let catalogue = &settings.catalogue;
+    let qualified;
+    let mut id = catalogue.canonical_id(name.trim());
+    if let Some(q) = catalogue.qualify_bare_embedding_name(id) {
+        qualified = q;
+        id = &qualified;
+    }
+    let cannot_embed = |reason| ResolveError::CannotEmbed {
+        model: id.to_string(),
+        reason,
+    };
+    if id == DEV_ECHO_MODEL {
+        return Err(if settings.dev_echo {
+            cannot_embed("dev/echo is a chat model")
+        } else {
+            unknown(name)
+        });
+    }
+    if catalogue.resolve(id).is_some() || catalogue.qualify_bare_name(id).is_some() {
+        return Err(cannot_embed("it is a chat model"));
+    }
+    let (prefix, model) = catalogue::parse_model_id(id).map_err(|_| unknown(name))?;
+    let catalogued = catalogue.resolve_embedding(id);
+    if catalogue::provider_kind_for_prefix(prefix) == Some(ProviderKind::Anthropic) {
+        return Err(cannot_embed("Anthropic has no embeddings API"));
+    }
+    if let Some(upstream) = settings.upstream(prefix) {
+        if crate::providers::wire::embeddings::max_batch(upstream.endpoint.kind).is_none() {
+            return Err(cannot_embed("its provider has no embeddings API"));
+        }
+        return Ok(ResolvedModel {
+            id: id.to_string(),
+            provider: prefix.to_string(),
+            upstream_model: catalogued.map_or(model, |m| m.upstream.as_str()).to_string(),
+            target: Target::Upstream(upstream.clone()),
+        });
+    }
+    if catalogue::provider_kind_for_prefix(prefix).is_some() || catalogued.is_some() {
+        return Err(ResolveError::ProviderUnavailable {
+            model: id.to_string(),
+            provider: prefix.to_string(),
+            enabling_setting: enabling_setting(prefix),
+        });
+    }
+    Err(unknown(name))
+}
+
 /// The requested model followed by its usable fallbacks, without duplicates. Fallbacks whose
 /// provider is not configured are skipped: the requested model decides the error.
 pub fn plan(settings: &ProviderSettings, name: &str) -> Result<Vec<ResolvedModel>, ResolveError> {
@@ -178,5 +244,113 @@ pub fn require_known_model(model: &str, providers: &ProviderSettings) -> ApiResu
             Err(ApiError::validation("model", err.message()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)], development: bool) -> ProviderSettings {
+        let src: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ProviderSettings::from_source(&src, development, &mut Vec::new())
+    }
+
+    fn all_providers() -> ProviderSettings {
+        settings(
+            &[
+                ("OPENAI_API_KEY", "k"),
+                ("ANTHROPIC_API_KEY", "k"),
+                ("GEMINI_API_KEY", "k"),
+                ("OLLAMA_BASE_URL", "http://localhost:11434/v1"),
+                ("MODEL_ALIASES", r#"{"vectors":"gemini/gemini-embedding-001"}"#),
+            ],
+            false,
+        )
+    }
+
+    #[test]
+    fn embedding_models_resolve_by_id_bare_name_alias_and_pass_through() {
+        let s = all_providers();
+        for (name, id, upstream) in [
+            (
+                "openai/text-embedding-3-small",
+                "openai/text-embedding-3-small",
+                "text-embedding-3-small",
+            ),
+            (
+                "text-embedding-3-large",
+                "openai/text-embedding-3-large",
+                "text-embedding-3-large",
+            ),
+            (
+                "text-embedding-004",
+                "gemini/text-embedding-004",
+                "text-embedding-004",
+            ),
+            (
+                "vectors",
+                "gemini/gemini-embedding-001",
+                "gemini-embedding-001",
+            ),
+            (
+                "ollama/nomic-embed-text",
+                "ollama/nomic-embed-text",
+                "nomic-embed-text",
+            ),
+        ] {
+            let model = resolve_embedding_model(&s, name).expect(name);
+            assert_eq!((model.id.as_str(), model.upstream_model.as_str()), (id, upstream));
+        }
+    }
+
+    #[test]
+    fn chat_models_and_anthropic_cannot_embed() {
+        let s = all_providers();
+        for name in [
+            "openai/gpt-4o",
+            "gpt-4o",
+            "claude-3-5-haiku-latest",
+            "anthropic/anything",
+        ] {
+            let err = resolve_embedding_model(&s, name).expect_err(name);
+            assert!(matches!(err, ResolveError::CannotEmbed { .. }), "{name}");
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.code), (400, "model_cannot_embed"));
+            assert_eq!(api.field.as_deref(), Some("model"));
+        }
+    }
+
+    #[test]
+    fn dev_echo_cannot_embed_where_it_exists_and_is_unknown_elsewhere() {
+        let dev = settings(&[], true);
+        assert!(matches!(
+            resolve_embedding_model(&dev, "dev/echo"),
+            Err(ResolveError::CannotEmbed { .. })
+        ));
+        assert!(matches!(
+            resolve_embedding_model(&settings(&[], false), "dev/echo"),
+            Err(ResolveError::UnknownModel { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unconfigured_embedding_provider_is_unavailable_and_junk_is_unknown() {
+        let s = settings(&[("OPENAI_API_KEY", "k")], false);
+        assert!(matches!(
+            resolve_embedding_model(&s, "gemini-embedding-001"),
+            Err(ResolveError::ProviderUnavailable { .. })
+        ));
+        for name in ["nomic-embed-text", "nope/thing", ""] {
+            assert!(matches!(
+                resolve_embedding_model(&s, name),
+                Err(ResolveError::UnknownModel { .. })
+            ));
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! - [`engine`]: attempts, retries with capped backoff, fallbacks, and the policy behind them.
 //! - [`failure`]: why an attempt failed and the API error it becomes. [`retry`]: what next.
 //! - [`stream`]: unbuffered streaming with timeouts. [`echo`]: the offline `dev/echo` model.
+//! - [`embed`]: embeddings, batched to what the provider accepts.
 //! - [`disconnect`]: noticing that the client has gone.
 //! - [`transport`]: the [`transport::Transport`] seam and the Workers `fetch` behind it.
 
 pub mod disconnect;
 pub mod echo;
+pub mod embed;
 pub mod engine;
 pub mod failure;
 pub mod retry;
@@ -27,6 +29,8 @@ use crate::providers::client::stream::ModelStream;
 use crate::providers::client::transport::Transport;
 use crate::providers::client::transport::WorkerTransport;
 use crate::providers::resolve::plan;
+use crate::providers::resolve::resolve_embedding_model;
+use crate::providers::wire::embeddings::{EmbeddingRequest, Embeddings};
 use std::rc::Rc;
 
 use futures::stream::Stream;
@@ -109,6 +113,28 @@ impl ProviderClient {
             &self.config.providers.retry,
             &self.log,
             &plan,
+            request,
+        )
+        .await
+    }
+
+    /// The model `name` stands for in `POST /v1/embeddings`: 400 for one that cannot embed,
+    /// 404 unknown, 503 unconfigured; no I/O.
+    pub fn embedding_model(&self, name: &str) -> ApiResult<ResolvedModel> {
+        Ok(resolve_embedding_model(&self.config.providers, name)?)
+    }
+
+    /// One vector per input of `request`, in order. `request.model` is set here.
+    pub async fn embed(
+        &self,
+        model: &ResolvedModel,
+        request: EmbeddingRequest,
+    ) -> ApiResult<Embeddings> {
+        crate::providers::client::embed::embed_with(
+            self.transport.clone(),
+            &self.config.providers.retry,
+            &self.log,
+            model,
             request,
         )
         .await

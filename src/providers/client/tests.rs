@@ -916,3 +916,81 @@ fn the_disconnect_future_completes_when_the_client_goes() {
     assert!(disconnect.is_gone());
     assert!(gone.as_mut().poll(&mut cx).is_ready());
 }
+
+// ---- embeddings ----------------------------------------------------------------------------
+
+fn embedding_client(fake: &Fake) -> ProviderClient {
+    let cfg = config_with(&[
+        ("OPENAI_API_KEY", KEY),
+        ("OPENAI_BASE_URL", "http://stand-in/v1"),
+        ("GEMINI_API_KEY", "g-key"),
+        ("GEMINI_BASE_URL", "http://stand-in"),
+    ]);
+    ProviderClient::with_transport(cfg, fake.transport())
+}
+
+fn inputs(n: usize) -> crate::providers::wire::embeddings::EmbeddingRequest {
+    crate::providers::wire::embeddings::EmbeddingRequest {
+        inputs: (0..n).map(|i| format!("text {i}")).collect(),
+        ..Default::default()
+    }
+}
+
+fn gemini_vectors(range: std::ops::Range<usize>) -> String {
+    let items: Vec<String> = range.map(|i| format!("{{\"values\":[{i}]}}")).collect();
+    format!("{{\"embeddings\":[{}]}}", items.join(","))
+}
+
+#[test]
+fn embeddings_are_split_into_the_providers_batches_and_rejoined_in_order() {
+    let fake = Fake::new(vec![
+        reply(200, &gemini_vectors(0..100)),
+        reply(200, &gemini_vectors(100..150)),
+    ]);
+    let client = embedding_client(&fake);
+    let model = client
+        .embedding_model("gemini-embedding-001")
+        .expect("model");
+    let out = block_on(client.embed(&model, inputs(150))).expect("embedded");
+    assert_eq!(out.vectors.len(), 150);
+    assert_eq!(out.vectors[149], vec![149.0]);
+    assert_eq!(out.prompt_tokens, None, "Gemini counts no tokens");
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0].url.ends_with("/models/gemini-embedding-001:batchEmbedContents"));
+    let second: serde_json::Value = serde_json::from_str(&sent[1].body).expect("json");
+    assert_eq!(second["requests"].as_array().map(Vec::len), Some(50));
+    assert_eq!(second["requests"][0]["content"]["parts"][0]["text"], "text 100");
+}
+
+#[test]
+fn an_embedding_call_is_retried_like_a_chat_call_and_usage_is_summed() {
+    let ok = r#"{"data":[{"index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":2,"total_tokens":2}}"#;
+    let fake = Fake::new(vec![reply(503, OPENAI_503), reply(200, ok)]);
+    let client = embedding_client(&fake);
+    let model = client
+        .embedding_model("openai/text-embedding-3-small")
+        .expect("model");
+    let out = block_on(client.embed(&model, inputs(1))).expect("embedded");
+    assert_eq!(out.vectors, vec![vec![0.5]]);
+    assert_eq!(out.prompt_tokens, Some(2));
+    assert_eq!(fake.sent().len(), 2, "one retry after the 503");
+    assert_eq!(
+        fake.sent()[1].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+}
+
+#[test]
+fn a_failed_embedding_batch_is_the_providers_error() {
+    let fake = Fake::new(vec![reply(
+        404,
+        r#"{"error":{"message":"The model `text-embedding-9` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#,
+    )]);
+    let client = embedding_client(&fake);
+    let model = client
+        .embedding_model("openai/text-embedding-9")
+        .expect("passes through");
+    let err = block_on(client.embed(&model, inputs(3))).expect_err("404");
+    assert_eq!((err.status, err.code), (404, "model_not_found"));
+}

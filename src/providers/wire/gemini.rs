@@ -103,7 +103,7 @@ fn auth_header(endpoint: &ProviderEndpoint) -> Option<(String, String)> {
 /// The model name as one URL path segment. A `models/` prefix (Gemini's resource-name
 /// form, as `ListModels` returns it) is dropped, and anything outside the unreserved set
 /// is percent-encoded so a client-supplied name cannot reshape the URL.
-fn model_path_segment(model: &str) -> String {
+pub(crate) fn model_path_segment(model: &str) -> String {
     let model = model.strip_prefix("models/").unwrap_or(model);
     let mut segment = String::with_capacity(model.len());
     for byte in model.bytes() {

@@ -12,6 +12,7 @@
 //! - [`openai`] (also Ollama, vLLM, llama.cpp), [`anthropic`], [`gemini`]: per provider,
 //!   `build_request`, `parse_completion`, a stream decoder, `parse_error`,
 //!   `models_request` and `parse_model_list`.
+//! - [`embeddings`]: the unified embeddings request and reply, and each provider's format.
 //!
 //! The worker-side I/O lives elsewhere and drives these: it sends the
 //! [`OutboundRequest`], feeds response bytes to an [`SseParser`] and the parsed events to
@@ -22,6 +23,7 @@
 //! needs a `match` of its own.
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod gemini;
 pub mod model;
 pub mod openai;
