@@ -249,7 +249,10 @@ mod tests {
         let (path, _) = found(find(&t, Some(Method::Delete), "/files/x/lock"));
         assert_eq!(path, "/files/{path}/lock");
         let (path, params) = found(find(&t, Some(Method::Get), "/files/x/lock"));
-        assert_eq!((path.as_str(), params["path"].as_str()), ("/files/{path}", "x/lock"));
+        assert_eq!(
+            (path.as_str(), params["path"].as_str()),
+            ("/files/{path}", "x/lock")
+        );
     }
 
     #[test]

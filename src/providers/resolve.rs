@@ -3,8 +3,8 @@
 //! with a `match` (a conversation set to an unknown model is a 422, a send to it a 404).
 
 use super::catalogue;
-use super::wire::model::ProviderKind;
 use super::settings::{enabling_setting, ProviderSettings, Upstream, DEV_ECHO_MODEL};
+use super::wire::model::ProviderKind;
 use crate::http::error::{ApiError, ApiResult};
 
 /// The longest model name accepted.
@@ -189,7 +189,9 @@ pub fn resolve_embedding_model(
         return Ok(ResolvedModel {
             id: id.to_string(),
             provider: prefix.to_string(),
-            upstream_model: catalogued.map_or(model, |m| m.upstream.as_str()).to_string(),
+            upstream_model: catalogued
+                .map_or(model, |m| m.upstream.as_str())
+                .to_string(),
             target: Target::Upstream(upstream.clone()),
         });
     }
@@ -268,7 +270,10 @@ mod tests {
                 ("ANTHROPIC_API_KEY", "k"),
                 ("GEMINI_API_KEY", "k"),
                 ("OLLAMA_BASE_URL", "http://localhost:11434/v1"),
-                ("MODEL_ALIASES", r#"{"vectors":"gemini/gemini-embedding-001"}"#),
+                (
+                    "MODEL_ALIASES",
+                    r#"{"vectors":"gemini/gemini-embedding-001"}"#,
+                ),
             ],
             false,
         )
@@ -305,7 +310,10 @@ mod tests {
             ),
         ] {
             let model = resolve_embedding_model(&s, name).expect(name);
-            assert_eq!((model.id.as_str(), model.upstream_model.as_str()), (id, upstream));
+            assert_eq!(
+                (model.id.as_str(), model.upstream_model.as_str()),
+                (id, upstream)
+            );
         }
     }
 

@@ -957,15 +957,21 @@ fn embeddings_are_split_into_the_providers_batches_and_rejoined_in_order() {
     assert_eq!(out.prompt_tokens, None, "Gemini counts no tokens");
     let sent = fake.sent();
     assert_eq!(sent.len(), 2);
-    assert!(sent[0].url.ends_with("/models/gemini-embedding-001:batchEmbedContents"));
+    assert!(sent[0]
+        .url
+        .ends_with("/models/gemini-embedding-001:batchEmbedContents"));
     let second: serde_json::Value = serde_json::from_str(&sent[1].body).expect("json");
     assert_eq!(second["requests"].as_array().map(Vec::len), Some(50));
-    assert_eq!(second["requests"][0]["content"]["parts"][0]["text"], "text 100");
+    assert_eq!(
+        second["requests"][0]["content"]["parts"][0]["text"],
+        "text 100"
+    );
 }
 
 #[test]
 fn an_embedding_call_is_retried_like_a_chat_call_and_usage_is_summed() {
-    let ok = r#"{"data":[{"index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":2,"total_tokens":2}}"#;
+    let ok =
+        r#"{"data":[{"index":0,"embedding":[0.5]}],"usage":{"prompt_tokens":2,"total_tokens":2}}"#;
     let fake = Fake::new(vec![reply(503, OPENAI_503), reply(200, ok)]);
     let client = embedding_client(&fake);
     let model = client

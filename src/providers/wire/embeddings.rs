@@ -54,7 +54,9 @@ pub fn build_embedding_request(
     endpoint: &ProviderEndpoint,
 ) -> Option<OutboundRequest> {
     match endpoint.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Some(openai_request(req, endpoint)),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            Some(openai_request(req, endpoint))
+        }
         ProviderKind::Gemini => Some(gemini_request(req, endpoint)),
         ProviderKind::Anthropic => None,
     }
@@ -305,7 +307,10 @@ mod tests {
     #[test]
     fn a_base64_vector_from_a_server_is_decoded() {
         use base64ct::{Base64, Encoding};
-        let bytes: Vec<u8> = [1.5f32, -0.25].iter().flat_map(|f| f.to_le_bytes()).collect();
+        let bytes: Vec<u8> = [1.5f32, -0.25]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
         let reply = format!(
             r#"{{"data":[{{"index":0,"embedding":"{}"}}]}}"#,
             Base64::encode_string(&bytes)
@@ -326,14 +331,26 @@ mod tests {
     #[test]
     fn a_reply_with_the_wrong_number_or_shape_of_vectors_is_malformed() {
         for (kind, reply, expected) in [
-            (ProviderKind::Gemini, r#"{"embeddings":[{"values":[1]}]}"#, 2),
-            (ProviderKind::OpenAi, r#"{"data":[{"index":5,"embedding":[1]}]}"#, 1),
+            (
+                ProviderKind::Gemini,
+                r#"{"embeddings":[{"values":[1]}]}"#,
+                2,
+            ),
+            (
+                ProviderKind::OpenAi,
+                r#"{"data":[{"index":5,"embedding":[1]}]}"#,
+                1,
+            ),
             (
                 ProviderKind::OpenAi,
                 r#"{"data":[{"index":0,"embedding":[1]},{"index":0,"embedding":[2]}]}"#,
                 2,
             ),
-            (ProviderKind::OpenAi, r#"{"data":[{"index":0,"embedding":"%%"}]}"#, 1),
+            (
+                ProviderKind::OpenAi,
+                r#"{"data":[{"index":0,"embedding":"%%"}]}"#,
+                1,
+            ),
             (ProviderKind::OpenAi, "<html>", 1),
         ] {
             let err = parse_embeddings(kind, reply, expected).expect_err(reply);
