@@ -4,14 +4,17 @@
 //! Kept apart from the handlers and from response shaping because it is pure (no Workers
 //! API, no I/O), so each compatibility rule below is tested natively on plain JSON:
 //!
-//! - Unknown request fields (`user`, `seed`, `logprobs`, `tools`… as SDKs and frameworks
-//!   send them) are ignored rather than refused; fields whose meaning we cannot honour and
-//!   that would change the answer (`n > 1`, tool/function messages, images) are a 400
-//!   naming the offending `param`.
+//! - Unknown request fields (`user`, `seed`, `metadata`, `parallel_tool_calls`… as SDKs and
+//!   frameworks send them) are ignored rather than refused; fields whose meaning we cannot
+//!   honour and that would change the answer are a 400 naming the offending `param`: `n > 1`,
+//!   tool/function messages, images, and — until function calling and structured output
+//!   arrive — non-empty `tools`/`functions`, a `tool_choice`/`function_call` other than
+//!   `auto`/`none`, a `response_format` other than `text`, `logprobs: true` and audio output.
 //! - `developer` is OpenAI's new name for `system`; `max_completion_tokens` wins over the
 //!   deprecated `max_tokens`; `stop` may be a string or an array.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::providers::wire::{ChatMessage, ChatRequest, Role};
@@ -38,6 +41,20 @@ pub(super) struct CompletionRequest {
     stop: Option<Stop>,
     #[serde(default)]
     n: Option<u32>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    functions: Option<Value>,
+    #[serde(default)]
+    function_call: Option<Value>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    modalities: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,8 +104,75 @@ fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message).with_field(param)
 }
 
+fn not_supported_yet(param: &str, what: &str) -> ApiError {
+    ApiError::bad_request(
+        "unsupported_parameter",
+        format!("{what} not supported yet; remove `{param}`."),
+    )
+    .with_field(param)
+}
+
+/// Absent, `null`, or an empty list.
+fn none_or_empty(value: &Option<Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// Absent, `null`, `"auto"` or `"none"`: with no tools, each means a plain text answer.
+fn no_forced_choice(value: &Option<Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(choice)) => choice == "auto" || choice == "none",
+        Some(_) => false,
+    }
+}
+
+/// The parameters that ask for what Threadline cannot give yet (see the module docs).
+fn refuse_unsupported(body: &CompletionRequest) -> ApiResult<()> {
+    if !none_or_empty(&body.tools) {
+        return Err(not_supported_yet("tools", "Tools (function calling) are"));
+    }
+    if !none_or_empty(&body.functions) {
+        return Err(not_supported_yet(
+            "functions",
+            "Functions (function calling) are",
+        ));
+    }
+    if !no_forced_choice(&body.tool_choice) {
+        return Err(not_supported_yet("tool_choice", "Choosing tools is"));
+    }
+    if !no_forced_choice(&body.function_call) {
+        return Err(not_supported_yet("function_call", "Choosing functions is"));
+    }
+    if let Some(format) = &body.response_format {
+        let text = format.is_null() || format.get("type").and_then(Value::as_str) == Some("text");
+        if !text {
+            return Err(not_supported_yet(
+                "response_format",
+                "Structured output (a `response_format` other than `text`) is",
+            ));
+        }
+    }
+    if body.logprobs == Some(true) {
+        return Err(not_supported_yet("logprobs", "Log probabilities are"));
+    }
+    let audio = body
+        .modalities
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|m| m.iter().any(|v| v == "audio"));
+    if audio {
+        return Err(not_supported_yet("modalities", "Audio output is"));
+    }
+    Ok(())
+}
+
 /// Validates the request and translates it into the unified one.
 pub(super) fn to_unified(body: CompletionRequest) -> ApiResult<(Options, ChatRequest)> {
+    refuse_unsupported(&body)?;
     if body.model.trim().is_empty() {
         return Err(invalid(
             "model",
@@ -333,6 +417,64 @@ mod tests {
         ];
         for (body, param) in cases {
             assert_eq!(error_param(body), (400, Some(param.to_string())), "{body}");
+        }
+    }
+
+    #[test]
+    fn tools_structured_output_logprobs_and_audio_are_400_not_supported_yet() {
+        let cases = [
+            (
+                r#""tools":[{"type":"function","function":{"name":"f"}}]"#,
+                "tools",
+            ),
+            (r#""functions":[{"name":"f"}]"#, "functions"),
+            (r#""tool_choice":"required""#, "tool_choice"),
+            (
+                r#""tool_choice":{"type":"function","function":{"name":"f"}}"#,
+                "tool_choice",
+            ),
+            (r#""function_call":{"name":"f"}"#, "function_call"),
+            (
+                r#""response_format":{"type":"json_object"}"#,
+                "response_format",
+            ),
+            (
+                r#""response_format":{"type":"json_schema","json_schema":{"name":"x"}}"#,
+                "response_format",
+            ),
+            (r#""logprobs":true"#, "logprobs"),
+            (r#""modalities":["text","audio"]"#, "modalities"),
+        ];
+        for (extra, param) in cases {
+            let body = format!(
+                r#"{{"model":"m/x","messages":[{{"role":"user","content":"x"}}],{extra}}}"#
+            );
+            let err = parse(&body).expect_err(&body);
+            assert_eq!(
+                (err.status, err.code, err.field.as_deref()),
+                (400, "unsupported_parameter", Some(param)),
+                "{body}"
+            );
+            assert!(err.message.contains("not supported yet"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn empty_tools_and_choices_that_ask_for_text_are_accepted() {
+        for extra in [
+            r#""tools":[]"#,
+            r#""tools":null"#,
+            r#""functions":[]"#,
+            r#""tool_choice":"none""#,
+            r#""tool_choice":"auto""#,
+            r#""function_call":"none""#,
+            r#""response_format":null"#,
+            r#""modalities":["text"]"#,
+        ] {
+            let body = format!(
+                r#"{{"model":"m/x","messages":[{{"role":"user","content":"x"}}],{extra}}}"#
+            );
+            assert!(parse(&body).is_ok(), "{body}");
         }
     }
 
