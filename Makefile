@@ -111,7 +111,8 @@ test-e2e: build
 
 # Folders that must stay pure translators: they may not name the `worker` crate (nor the API's
 # error type, for the wire formats), so they build and test without the Workers runtime.
-PURE_DIRS := src/providers/wire src/auth/crypto src/openai/request.rs
+PURE_DIRS := src/providers/wire src/auth/crypto src/openai/request.rs src/openai/embeddings.rs \
+  src/openai/responses/request.rs src/openai/responses/object.rs
 WIRE_DIRS := src/providers/wire
 
 lint: tools lint-pure

@@ -1,11 +1,15 @@
-//! The OpenAI-compatible API: `POST /v1/chat/completions` and `GET /v1/models`, so the
-//! official OpenAI SDKs work against Threadline by changing only their base URL
+//! The OpenAI-compatible API: `POST /v1/chat/completions`, `POST /v1/responses` (and
+//! `GET`/`DELETE /v1/responses/{id}`), `POST /v1/embeddings`, `GET /v1/models` and
+//! `GET /v1/models/{model}`, so the official OpenAI SDKs (and frameworks built on them, such
+//! as the Vercel AI SDK) work against Threadline by changing only their base URL
 //! (`https://<host>/v1`) and key (a Threadline API key or access token), with any provider's
 //! model behind them.
 //!
 //! Only the routes and their thin handlers live here (authenticate, rate-limit, call the
-//! provider, answer); what the body means is [`crate::openai::request`] and what the answer
-//! looks like is [`crate::openai::chunks`], both testable without the Workers runtime.
+//! provider, answer); what the bodies mean and what the answers look like are the pure
+//! modules beside this one ([`crate::openai::request`], [`crate::openai::chunks`],
+//! [`crate::openai::embeddings`], [`crate::openai::responses`]), testable without the
+//! Workers runtime.
 //!
 //! Errors use the API's one envelope, whose `type`/`param`/`code`/`message` are what the
 //! SDKs read; statuses follow OpenAI's (401 bad key, 429 with `retry-after`, 5xx on provider
@@ -14,40 +18,40 @@
 use serde_json::{json, Value};
 use worker::Response;
 
-use crate::auth::guard::authenticate;
 use crate::http::ctx::Ctx;
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
 use crate::http::router::{Method, Route};
+use crate::openai::caller::v1_caller;
 use crate::openai::chunks::{completion_body, completion_id, ChunkStream, ChunkWriter};
+use crate::openai::embeddings::{self, EmbeddingsBody};
 use crate::openai::request::{to_unified, CompletionRequest};
 use crate::platform::clock::{Clock, SystemClock};
+use crate::providers::catalogue::{Catalogue, EmbeddingModel};
 use crate::providers::client::{event_stream_response, ProviderClient};
-use crate::rate_limit::kv as rate_limit;
+use crate::providers::settings::ProviderSettings;
 
 /// The `/v1` routes, mounted with the rest of the API.
 pub fn routes() -> Vec<Route> {
-    vec![
+    let mut routes = crate::openai::responses::routes::routes();
+    routes.extend([
         Route::new(
             Method::Post,
             "/v1/chat/completions",
             handler!(chat_completions),
         ),
         Route::new(Method::Get, "/v1/models", handler!(list_models)),
-    ]
+        // Model ids have a slash (`openai/gpt-4o`): SDKs send it encoded, curl as it is.
+        Route::new(Method::Get, "/v1/models/{model}", handler!(retrieve_model)).with_rest(),
+        Route::new(Method::Post, "/v1/embeddings", handler!(create_embeddings)),
+    ]);
+    routes
 }
 
 /// POST /v1/chat/completions — OpenAI-compatible chat completion, streamed or not.
 async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
-    let principal = authenticate(&cx).await?;
-    rate_limit::enforce(
-        &cx,
-        "v1",
-        &principal.user_id,
-        cx.config.rate_limits.v1_per_user,
-    )
-    .await?;
+    v1_caller(&cx).await?;
     let body: CompletionRequest = cx.json().await?;
     let (options, request) = to_unified(body)?;
     let client = ProviderClient::new(&cx);
@@ -73,37 +77,118 @@ async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
     event_stream_response(ChunkStream::new(stream, writer))
 }
 
-/// GET /v1/models — the models (and aliases) this deployment serves, in OpenAI's list shape.
+/// GET /v1/models — the models (and aliases) this deployment serves, in OpenAI's list shape:
+/// the chat models of `GET /api/models` and the embedding models of configured providers.
 async fn list_models(cx: Ctx) -> ApiResult<Response> {
-    let principal = authenticate(&cx).await?;
-    rate_limit::enforce(
-        &cx,
-        "v1",
-        &principal.user_id,
-        cx.config.rate_limits.v1_per_user,
-    )
-    .await?;
+    v1_caller(&cx).await?;
     let models = crate::providers::routes::available_models(&cx).await;
-    response::json(200, &model_list(&models))
+    let embedding = offered_embedding_models(&cx.config.providers);
+    response::json(200, &model_list(&models, &embedding))
+}
+
+/// GET /v1/models/{model} — one model of the list, by id, alias or bare provider name
+/// (`gpt-4o`), so `client.models.retrieve(id)` works; the id may hold slashes, encoded
+/// (`openai%2Fgpt-4o`, as the SDKs send it) or not. 404 `model_not_found` otherwise.
+async fn retrieve_model(cx: Ctx) -> ApiResult<Response> {
+    v1_caller(&cx).await?;
+    let raw = cx.param("model")?;
+    let name = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| unknown_model(raw))?
+        .into_owned();
+    let models = crate::providers::routes::available_models(&cx).await;
+    let embedding = offered_embedding_models(&cx.config.providers);
+    let list = model_list(&models, &embedding);
+    match find_model(&list, &cx.config.providers.catalogue, &name) {
+        Some(model) => response::json(200, &model),
+        None => Err(unknown_model(&name)),
+    }
+}
+
+/// POST /v1/embeddings — OpenAI-compatible embeddings from OpenAI, Gemini or an
+/// OpenAI-compatible server (Ollama, vLLM), as floats or base64; a chat model is a 400.
+async fn create_embeddings(mut cx: Ctx) -> ApiResult<Response> {
+    v1_caller(&cx).await?;
+    let body: EmbeddingsBody = cx.json().await?;
+    let valid = embeddings::validate(body)?;
+    let client = ProviderClient::new(&cx);
+    let model = client.embedding_model(&valid.model)?;
+    let known_length = cx
+        .config
+        .providers
+        .catalogue
+        .resolve_embedding(&model.id)
+        .map(|m| m.dimensions);
+    embeddings::check_dimensions(&valid.request, known_length)?;
+    let vectors = client.embed(&model, valid.request).await?;
+    response::json(
+        200,
+        &embeddings::list_body(&model.id, &vectors, valid.format),
+    )
+}
+
+/// The catalogued embedding models whose provider is configured.
+fn offered_embedding_models(settings: &ProviderSettings) -> Vec<EmbeddingModel> {
+    settings
+        .catalogue
+        .embedding_models()
+        .iter()
+        .filter(|m| settings.upstream(&m.provider).is_some())
+        .cloned()
+        .collect()
+}
+
+fn unknown_model(name: &str) -> ApiError {
+    let shown: String = name.chars().take(100).collect();
+    ApiError::new(
+        404,
+        "model_not_found",
+        format!("The model `{shown}` does not exist on this deployment; GET /v1/models lists the models it serves."),
+    )
+    .with_field("model")
+}
+
+fn model_object(id: &str, provider: &str) -> Value {
+    json!({ "id": id, "object": "model", "created": 0, "owned_by": provider })
 }
 
 /// `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`, aliases
 /// included as ids of their own (they are valid `model` values).
-fn model_list(models: &[crate::providers::routes::OfferedModel]) -> Value {
+fn model_list(
+    models: &[crate::providers::routes::OfferedModel],
+    embedding: &[EmbeddingModel],
+) -> Value {
     let mut data = Vec::new();
     for model in models {
-        data.push(
-            json!({ "id": model.id, "object": "model", "created": 0, "owned_by": model.provider }),
-        );
+        data.push(model_object(&model.id, &model.provider));
+    }
+    for model in embedding {
+        data.push(model_object(&model.id, &model.provider));
     }
     for model in models {
         for alias in &model.aliases {
-            data.push(
-                json!({ "id": alias, "object": "model", "created": 0, "owned_by": model.provider }),
-            );
+            data.push(model_object(alias, &model.provider));
         }
     }
     json!({ "object": "list", "data": data })
+}
+
+/// The entry of `list` that `name` stands for: an id or alias as listed, or a bare name as
+/// an OpenAI, Anthropic or Gemini SDK sends it (answered under that name, as asked).
+fn find_model(list: &Value, catalogue: &Catalogue, name: &str) -> Option<Value> {
+    let entries = list["data"].as_array()?;
+    let by_id = |id: &str| entries.iter().find(|m| m["id"] == id);
+    if let Some(model) = by_id(name) {
+        return Some(model.clone());
+    }
+    let qualified = catalogue
+        .qualify_bare_name(name)
+        .or_else(|| catalogue.qualify_bare_embedding_name(name))?;
+    let model = by_id(&qualified)?;
+    Some(model_object(
+        name,
+        model["owned_by"].as_str().unwrap_or_default(),
+    ))
 }
 #[cfg(test)]
 mod tests {
@@ -121,11 +206,69 @@ mod tests {
             source: "catalogue",
             aliases: vec!["smart".into()],
         }];
-        let list = model_list(&models);
+        let embedding = Catalogue::builtin().embedding_models()[..1].to_vec();
+        let list = model_list(&models, &embedding);
         assert_eq!(list["object"], "list");
         assert_eq!(list["data"][0]["id"], "openai/gpt-4o");
         assert_eq!(list["data"][0]["object"], "model");
         assert_eq!(list["data"][0]["owned_by"], "openai");
-        assert_eq!(list["data"][1]["id"], "smart");
+        assert_eq!(list["data"][1]["id"], "openai/text-embedding-3-small");
+        assert_eq!(list["data"][2]["id"], "smart");
+    }
+
+    fn offered(id: &str, provider: &str) -> crate::providers::routes::OfferedModel {
+        crate::providers::routes::OfferedModel {
+            id: id.into(),
+            provider: provider.into(),
+            display_name: id.into(),
+            context_window: 1,
+            supports_streaming: true,
+            supports_vision: false,
+            source: "catalogue",
+            aliases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_model_is_found_by_id_and_by_the_bare_name_an_sdk_sends() {
+        let catalogue = Catalogue::builtin();
+        let embedding = catalogue.embedding_models().to_vec();
+        let list = model_list(&[offered("openai/gpt-4o", "openai")], &embedding);
+        let by_id = find_model(&list, &catalogue, "openai/gpt-4o").expect("by id");
+        assert_eq!(by_id, model_object("openai/gpt-4o", "openai"));
+        let bare = find_model(&list, &catalogue, "gpt-4o").expect("bare");
+        assert_eq!(bare["id"], "gpt-4o", "answered under the name asked for");
+        let bare_embedding =
+            find_model(&list, &catalogue, "text-embedding-3-large").expect("bare embedding");
+        assert_eq!(bare_embedding["owned_by"], "openai");
+        for missing in ["openai/gpt-9", "gpt-9", "claude-3-5-haiku-latest", ""] {
+            assert!(
+                find_model(&list, &catalogue, missing).is_none(),
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_configured_providers_embedding_models_are_offered() {
+        let src: std::collections::BTreeMap<String, String> =
+            [("GEMINI_API_KEY".to_string(), "k".to_string())].into();
+        let settings = ProviderSettings::from_source(&src, false, &mut Vec::new());
+        let ids: Vec<String> = offered_embedding_models(&settings)
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["gemini/gemini-embedding-001", "gemini/text-embedding-004"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_model_is_404_in_openais_terms() {
+        let err = unknown_model("nope/x");
+        assert_eq!((err.status, err.code), (404, "model_not_found"));
+        assert_eq!(err.field.as_deref(), Some("model"));
+        assert_eq!(err.openai_type(), "not_found_error");
     }
 }
