@@ -47,6 +47,28 @@ export function splitWords(text, n = 3) {
   return out;
 }
 
+/**
+ * The stand-in's embedding of `text`: `dims` deterministic float32 values in [-1, 1), the same
+ * for the same text and length, so tests can compute what a client must receive.
+ */
+export function standInVector(text, dims = 8) {
+  let h = 2166136261 >>> 0;
+  for (const byte of Buffer.from(String(text), 'utf8')) h = Math.imul(h ^ byte, 16777619) >>> 0;
+  const out = [];
+  for (let i = 0; i < dims; i++) {
+    h = (Math.imul(h, 1103515245) + 12345) >>> 0;
+    out.push(Math.fround((h / 2 ** 32) * 2 - 1));
+  }
+  return out;
+}
+
+/** Standard base64 of the vector's little-endian float32s, as OpenAI's `encoding_format: base64`. */
+export function float32Base64(vector) {
+  const buf = Buffer.alloc(vector.length * 4);
+  vector.forEach((v, i) => buf.writeFloatLE(v, i * 4));
+  return buf.toString('base64');
+}
+
 function hex(seq, len) {
   // deterministic pseudo-random hex from a sequence number
   let x = (seq * 2654435761) >>> 0;
@@ -106,12 +128,17 @@ function route(method, pathname, headers) {
     const rest = pathname.slice('/ollama'.length);
     if (rest === '/v1/chat/completions' && method === 'POST') return { provider: 'ollama', endpoint: 'chat' };
     if (rest === '/v1/models' && method === 'GET') return { provider: 'ollama', endpoint: 'models' };
+    if (rest === '/v1/embeddings' && method === 'POST') return { provider: 'ollama', endpoint: 'embeddings', op: 'openai' };
+    if (rest === '/api/embed' && method === 'POST') return { provider: 'ollama', endpoint: 'embeddings', op: 'embed' };
+    if (rest === '/api/embeddings' && method === 'POST') return { provider: 'ollama', endpoint: 'embeddings', op: 'legacy' };
     if ((m = rest.match(/^\/v1\/models\/(.+)$/)) && method === 'GET')
       return { provider: 'ollama', endpoint: 'models', model: decodeURIComponent(m[1]), op: 'get' };
     return { provider: 'ollama', endpoint: 'unknown' };
   }
   if (pathname.startsWith('/v1beta/')) {
     if (pathname === '/v1beta/models' && method === 'GET') return { provider: 'gemini', endpoint: 'models' };
+    if ((m = pathname.match(/^\/v1beta\/models\/([^/:]+):(batchEmbedContents|embedContent)$/)) && method === 'POST')
+      return { provider: 'gemini', endpoint: 'embeddings', model: decodeURIComponent(m[1]), op: m[2] };
     if ((m = pathname.match(/^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent|countTokens)$/)) && method === 'POST') {
       const model = decodeURIComponent(m[1]);
       if (m[2] === 'countTokens') return { provider: 'gemini', endpoint: 'count', model };
@@ -125,6 +152,7 @@ function route(method, pathname, headers) {
   if (pathname === '/v1/messages' && method === 'POST') return { provider: 'anthropic', endpoint: 'chat' };
   if (pathname === '/v1/messages/count_tokens' && method === 'POST') return { provider: 'anthropic', endpoint: 'count' };
   if (pathname === '/v1/chat/completions' && method === 'POST') return { provider: 'openai', endpoint: 'chat' };
+  if (pathname === '/v1/embeddings' && method === 'POST') return { provider: 'openai', endpoint: 'embeddings', op: 'openai' };
   if (pathname === '/v1/models' && method === 'GET') return { provider: anthropic ? 'anthropic' : 'openai', endpoint: 'models' };
   if ((m = pathname.match(/^\/v1\/models\/(.+)$/)) && method === 'GET')
     return { provider: anthropic ? 'anthropic' : 'openai', endpoint: 'models', model: decodeURIComponent(m[1]), op: 'get' };
@@ -407,6 +435,68 @@ function validate(provider, body, parseError) {
     if (bad) return { status: 400, errorMessage: 'Please use a valid role: user, model.' };
   }
   return null;
+}
+
+// ---------------------------------------------------------------------------
+// Embeddings: OpenAI (and Ollama's OpenAI-compatible) /v1/embeddings, Ollama's native
+// /api/embed and legacy /api/embeddings, Gemini's batchEmbedContents and embedContent
+// ---------------------------------------------------------------------------
+
+/** The texts of an embeddings request, in order (null when the body has none). */
+function embeddingTexts(provider, r, body) {
+  if (!body) return null;
+  if (provider === 'gemini') {
+    const reqs = r.op === 'embedContent' ? [body] : body.requests;
+    if (!Array.isArray(reqs)) return null;
+    return reqs.map((q) => textOf(q?.content?.parts));
+  }
+  if (r.op === 'legacy') return typeof body.prompt === 'string' ? [body.prompt] : null;
+  if (typeof body.input === 'string') return [body.input];
+  if (Array.isArray(body.input)) return body.input.map((t) => (typeof t === 'string' ? t : JSON.stringify(t)));
+  return null;
+}
+
+function validateEmbeddings(provider, r, body, parseError) {
+  if (parseError) return { status: 400, errorMessage: 'We could not parse the JSON body of your request.' };
+  if (provider === 'gemini') {
+    const reqs = r.op === 'embedContent' ? [body] : body?.requests;
+    if (!Array.isArray(reqs) || reqs.length === 0) return { status: 400, errorMessage: '* BatchEmbedContentsRequest.requests: requests is not specified\n' };
+    if (reqs.length > 100) return { status: 400, errorMessage: '* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n' };
+    for (const q of reqs) {
+      if (!Array.isArray(q?.content?.parts) || q.content.parts.length === 0) return { status: 400, errorMessage: '* EmbedContentRequest.content: contents is not specified\n' };
+      if (r.op === 'batchEmbedContents' && q.model !== `models/${r.model}`)
+        return { status: 400, errorMessage: `* BatchEmbedContentsRequest.requests[].model: model "${q.model}" must be "models/${r.model}", the model of the URL\n` };
+    }
+    return null;
+  }
+  if (!body?.model) return { status: 400, errorMessage: provider === 'ollama' ? 'model is required' : 'you must provide a model parameter' };
+  const texts = embeddingTexts(provider, r, body);
+  if (!texts || texts.length === 0) return { status: 400, errorMessage: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", param: 'input' };
+  if (texts.length > 2048) return { status: 400, errorMessage: "'$.input' is invalid: at most 2048 inputs.", param: 'input' };
+  if (texts.some((t) => t === '')) return { status: 400, errorMessage: "'$.input' is invalid: an input must not be empty.", param: 'input' };
+  if (body.encoding_format != null && !['float', 'base64'].includes(body.encoding_format))
+    return { status: 400, errorMessage: `Invalid value: '${body.encoding_format}'. Supported values are: 'float' and 'base64'.`, param: 'encoding_format' };
+  return null;
+}
+
+function embeddingsBody(provider, r, body, b) {
+  const texts = embeddingTexts(provider, r, body);
+  const asked = provider === 'gemini' ? (r.op === 'embedContent' ? body : body.requests?.[0])?.outputDimensionality : body.dimensions;
+  const dims = Number(asked ?? b.dimensions ?? 8);
+  const vectors = texts.map((t) => standInVector(t, dims));
+  const tokens = texts.reduce((n, t) => n + wordCount(t), 0);
+  const model = b.responseModel ?? r.model ?? body.model;
+  if (provider === 'gemini') {
+    return r.op === 'embedContent' ? { embedding: { values: vectors[0] } } : { embeddings: vectors.map((values) => ({ values })) };
+  }
+  if (r.op === 'embed') return { model, embeddings: vectors, total_duration: 1200000, load_duration: 500000, prompt_eval_count: tokens };
+  if (r.op === 'legacy') return { embedding: vectors[0] };
+  // Ollama's OpenAI-compatible endpoint answers floats whatever encoding_format says.
+  const base64 = provider === 'openai' && body.encoding_format === 'base64';
+  const data = vectors.map((v, index) => ({ object: 'embedding', index, embedding: base64 ? float32Base64(v) : v }));
+  // `shuffle`: answer out of order, as `index` allows.
+  if (b.shuffle) data.reverse();
+  return { object: 'list', data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } };
 }
 
 // ---------------------------------------------------------------------------
@@ -830,6 +920,14 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
           return await sendBody(200, modelObject(provider, bare));
         }
         return await sendBody(200, modelList(provider, ids));
+      }
+
+      if (r.endpoint === 'embeddings') {
+        if (b.validate !== false) {
+          const v = validateEmbeddings(provider, r, json, parseError);
+          if (v) return await sendError(v.status, { ...v, ignoreBody: true });
+        }
+        return await sendBody(200, embeddingsBody(provider, r, json, b));
       }
 
       const conv = conversation(provider, json);

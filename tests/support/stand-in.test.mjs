@@ -3,7 +3,7 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startStandIn, splitWords } from './stand-in.mjs';
+import { startStandIn, splitWords, standInVector, float32Base64 } from './stand-in.mjs';
 
 let s;
 before(async () => {
@@ -431,6 +431,68 @@ test('client abort via AbortController is seen too', async () => {
   await assert.rejects(reader.read());
   const rec = await s.waitFor((x) => x.clientClosedEarly);
   assert.ok(rec.chunksSent < 8);
+});
+
+// --- embeddings ------------------------------------------------------------
+
+test('openai embeddings: one deterministic vector per input, floats or little-endian float32 base64', async () => {
+  const body = { model: 'text-embedding-3-small', input: ['alpha beta', 'gamma'] };
+  const floats = await (await post('/v1/embeddings', OA, body)).json();
+  assert.equal(floats.object, 'list');
+  assert.deepEqual(floats.data.map((d) => d.index), [0, 1]);
+  assert.deepEqual(floats.data[0].embedding, standInVector('alpha beta', 8));
+  assert.deepEqual(floats.usage, { prompt_tokens: 3, total_tokens: 3 });
+  const b64 = await (await post('/v1/embeddings', OA, { ...body, encoding_format: 'base64', dimensions: 4 })).json();
+  assert.equal(b64.data[1].embedding, float32Base64(standInVector('gamma', 4)));
+  const decoded = Buffer.from(b64.data[1].embedding, 'base64');
+  assert.equal(decoded.length, 16);
+  assert.equal(decoded.readFloatLE(0), standInVector('gamma', 4)[0]);
+  const [rec] = s.requests;
+  assert.equal(rec.endpoint, 'embeddings');
+  assert.equal(rec.model, 'text-embedding-3-small');
+});
+
+test('openai embeddings refuse empty input and bad keys like OpenAI', async () => {
+  const empty = await post('/v1/embeddings', OA, { model: 'text-embedding-3-small', input: [] });
+  assert.equal(empty.status, 400);
+  assert.equal((await empty.json()).error.param, 'input');
+  const bad = await post('/v1/embeddings', { ...OA, authorization: 'Bearer bad-key' }, { model: 'm', input: 'x' });
+  assert.equal(bad.status, 401);
+});
+
+test('embeddings can be scripted like chat (match endpoint: embeddings)', async () => {
+  s.script({ queue: [{ match: { endpoint: 'embeddings' }, status: 429, retryAfter: 3 }] });
+  const limited = await post('/v1/embeddings', OA, { model: 'm', input: 'x' });
+  assert.equal(limited.status, 429);
+  assert.equal(limited.headers.get('retry-after'), '3');
+  s.script({ default: { match: { endpoint: 'embeddings' }, shuffle: true } });
+  const shuffled = await (await post('/v1/embeddings', OA, { model: 'm', input: ['a', 'b'] })).json();
+  assert.deepEqual(shuffled.data.map((d) => d.index), [1, 0]);
+});
+
+test('gemini batchEmbedContents: one embedding per request, at most 100, model must match the URL', async () => {
+  const url = '/v1beta/models/gemini-embedding-001:batchEmbedContents';
+  const req = (text) => ({ model: 'models/gemini-embedding-001', content: { parts: [{ text }] }, outputDimensionality: 3 });
+  const ok = await (await post(url, GE, { requests: [req('a'), req('b')] })).json();
+  assert.deepEqual(ok, { embeddings: [{ values: standInVector('a', 3) }, { values: standInVector('b', 3) }] });
+  const tooMany = await post(url, GE, { requests: Array.from({ length: 101 }, (_, i) => req(`t${i}`)) });
+  assert.equal(tooMany.status, 400);
+  assert.match((await tooMany.json()).error.message, /at most 100/);
+  const wrongModel = await post(url, GE, { requests: [{ ...req('a'), model: 'models/other' }] });
+  assert.equal(wrongModel.status, 400);
+  const single = await (await post('/v1beta/models/text-embedding-004:embedContent', GE, { content: { parts: [{ text: 'a' }] } })).json();
+  assert.deepEqual(single.embedding.values, standInVector('a', 8));
+});
+
+test('ollama embeddings: the OpenAI-compatible endpoint (floats only) and the native /api/embed', async () => {
+  const H = { 'content-type': 'application/json' };
+  const compat = await (await post('/ollama/v1/embeddings', H, { model: 'nomic-embed-text', input: 'hi', encoding_format: 'base64' })).json();
+  assert.deepEqual(compat.data[0].embedding, standInVector('hi', 8), 'Ollama answers floats whatever was asked');
+  const native = await (await post('/ollama/api/embed', H, { model: 'nomic-embed-text', input: ['a', 'b'] })).json();
+  assert.deepEqual(native.embeddings, [standInVector('a', 8), standInVector('b', 8)]);
+  assert.equal(native.prompt_eval_count, 2);
+  const legacy = await (await post('/ollama/api/embeddings', H, { model: 'nomic-embed-text', prompt: 'a' })).json();
+  assert.deepEqual(legacy.embedding, standInVector('a', 8));
 });
 
 test('CLI prints its URL', async () => {
