@@ -5,9 +5,11 @@
 -- {"role","content"}; never the request's `instructions`, which do not carry over), and the
 -- response object as it was answered (`body`). A continuation follows `previous_response_id`
 -- back from row to row. No foreign key on it: deleting one response leaves the later ones,
--- which then continue from the turns that remain.
+-- which then continue from the turns that remain. `message_id` is the id of the reply's
+-- message item, which a later request may name in an `item_reference` instead of repeating it.
 create table responses (
     id                   text primary key,
+    message_id           text not null,
     user_id              text not null references users(id) on delete cascade,
     previous_response_id text,
     turn                 text not null,
@@ -18,6 +20,8 @@ create table responses (
 
 -- Deleting a user cascades here.
 create index responses_by_user on responses (user_id);
+
+create index responses_by_message on responses (message_id);
 
 -- Each write deletes some expired rows, oldest first.
 create index responses_by_expiry on responses (expires_at);

@@ -62,8 +62,11 @@ pub(crate) struct ResponsesTurn {
     pub(crate) model: String,
     /// The system prompt of this turn only: instructions never carry over to a later turn.
     pub(crate) instructions: Option<String>,
-    /// This turn's input, in order; stored with the reply when `store` is on.
+    /// This turn's input, in order; stored with the reply when `store` is on. An
+    /// `item_reference` holds an empty assistant message until [`resolve_references`] fills it.
     pub(crate) input: Vec<ChatMessage>,
+    /// The `item_reference` items of `input`: earlier answers named by their message id.
+    pub(crate) references: Vec<ItemReference>,
     pub(crate) stream: bool,
     /// OpenAI's default is to store, and so is Threadline's.
     pub(crate) store: bool,
@@ -74,6 +77,37 @@ pub(crate) struct ResponsesTurn {
     /// Echoed back (`{}` when absent).
     pub(crate) metadata: Value,
     pub(crate) parallel_tool_calls: bool,
+}
+
+/// An input item that names an earlier answer by its id (`{"type":"item_reference",
+/// "id":"msg_…"}`), as the Vercel AI SDK sends a previous assistant turn when storing is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemReference {
+    /// Where in `input` it stands.
+    pub(crate) position: usize,
+    pub(crate) id: String,
+}
+
+/// Fills each reference with the stored answer `found` holds for its id (message id →
+/// text); an id with none is a 400 naming the item.
+pub(crate) fn resolve_references(
+    turn: &mut ResponsesTurn,
+    found: &std::collections::BTreeMap<String, String>,
+) -> ApiResult<()> {
+    for reference in &turn.references {
+        let text = found.get(&reference.id).ok_or_else(|| {
+            let shown: String = reference.id.chars().take(100).collect();
+            ApiError::bad_request(
+                "item_not_found",
+                format!("Item with id '{shown}' not found: only the answers of stored responses of yours, kept 30 days, can be referenced."),
+            )
+            .with_field(format!("input[{}].id", reference.position))
+        })?;
+        if let Some(message) = turn.input.get_mut(reference.position) {
+            *message = ChatMessage::new(Role::Assistant, text.clone());
+        }
+    }
+    Ok(())
 }
 
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -98,7 +132,7 @@ pub(crate) fn validate(body: ResponsesBody) -> ApiResult<ResponsesTurn> {
         ));
     }
     refuse_unsupported(&body)?;
-    let input = match body.input {
+    let (input, references) = match body.input {
         None | Some(Value::Null) => {
             return Err(invalid(
                 "input",
@@ -144,6 +178,7 @@ pub(crate) fn validate(body: ResponsesBody) -> ApiResult<ResponsesTurn> {
         model,
         instructions: body.instructions.filter(|s| !s.trim().is_empty()),
         input,
+        references,
         stream: body.stream.unwrap_or(false),
         store: body.store.unwrap_or(true),
         previous_response_id,
@@ -219,10 +254,10 @@ fn refuse_unsupported(body: &ResponsesBody) -> ApiResult<()> {
     Ok(())
 }
 
-/// `input`: a string (one user message) or a list of message items.
-fn read_input(input: Value) -> ApiResult<Vec<ChatMessage>> {
+/// `input`: a string (one user message) or a list of message items and item references.
+fn read_input(input: Value) -> ApiResult<(Vec<ChatMessage>, Vec<ItemReference>)> {
     let items = match input {
-        Value::String(text) => return Ok(vec![ChatMessage::new(Role::User, text)]),
+        Value::String(text) => return Ok((vec![ChatMessage::new(Role::User, text)], Vec::new())),
         Value::Array(items) => items,
         _ => {
             return Err(invalid(
@@ -235,10 +270,22 @@ fn read_input(input: Value) -> ApiResult<Vec<ChatMessage>> {
         return Err(invalid("input", "`input` must hold at least one item."));
     }
     let mut messages = Vec::with_capacity(items.len());
+    let mut references = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        if item.get("type").and_then(Value::as_str) == Some("item_reference") {
+            let Some(id) = item.get("id").and_then(Value::as_str) else {
+                return Err(invalid(format!("input[{i}].id"), "`id` must be a string."));
+            };
+            references.push(ItemReference {
+                position: i,
+                id: id.to_string(),
+            });
+            messages.push(ChatMessage::new(Role::Assistant, ""));
+            continue;
+        }
         messages.push(read_item(i, item)?);
     }
-    Ok(messages)
+    Ok((messages, references))
 }
 
 fn read_item(i: usize, item: &Value) -> ApiResult<ChatMessage> {
@@ -394,6 +441,32 @@ mod tests {
         assert_eq!(request.max_tokens, Some(9));
         assert_eq!(request.temperature, Some(0.5));
         assert!(request.include_usage);
+    }
+
+    #[test]
+    fn item_references_are_filled_with_the_stored_answers_they_name() {
+        let mut turn = parse(
+            r#"{"model":"m/x","input":[{"role":"user","content":"a"},
+                {"type":"item_reference","id":"msg_1"},{"role":"user","content":"b"}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            turn.references,
+            [ItemReference {
+                position: 1,
+                id: "msg_1".into()
+            }]
+        );
+        let found = [("msg_1".to_string(), "answer a".to_string())].into();
+        resolve_references(&mut turn, &found).expect("found");
+        assert_eq!(turn.input[1], ChatMessage::new(Role::Assistant, "answer a"));
+        let mut missing = turn.clone();
+        missing.references[0].id = "msg_2".into();
+        let err = resolve_references(&mut missing, &found).expect_err("unknown");
+        assert_eq!(
+            (err.status, err.code, err.field.as_deref()),
+            (400, "item_not_found", Some("input[1].id"))
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::openai::caller::v1_caller;
 use crate::openai::responses::object::{
     is_response_id, message_id, response_id, EventWriter, Outcome, ResponseMeta,
 };
-use crate::openai::responses::request::{chat_request, validate, ResponsesBody, ResponsesTurn};
+use crate::openai::responses::request::{
+    chat_request, resolve_references, validate, ResponsesBody, ResponsesTurn,
+};
 use crate::openai::responses::store::{D1Responses, ResponseStore, RETENTION_DAYS};
 use crate::openai::responses::stream::{PendingRecord, ResponseEventStream};
 use crate::platform::clock::{Clock, SystemClock};
@@ -78,7 +80,7 @@ fn meta(
 async fn create(mut cx: Ctx) -> ApiResult<Response> {
     let principal = v1_caller(&cx).await?;
     let body: ResponsesBody = cx.json().await?;
-    let turn = validate(body)?;
+    let mut turn = validate(body)?;
     let client = ProviderClient::new(&cx);
     // An unknown model is a 404 before anything is read from storage.
     client.plan(&turn.model)?;
@@ -92,6 +94,11 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
             .await?
             .ok_or_else(|| previous_not_found(id))?,
     };
+    if !turn.references.is_empty() {
+        let ids: Vec<String> = turn.references.iter().map(|r| r.id.clone()).collect();
+        let found = store.answers(&principal.user_id, &ids, now_ms).await?;
+        resolve_references(&mut turn, &found)?;
+    }
     let request = chat_request(&turn, history);
     let id = response_id()?;
     let pending = turn.store.then(|| PendingRecord {
@@ -117,7 +124,7 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
         completion.usage.as_ref(),
     );
     if let Some(pending) = pending {
-        let record = pending.record(&meta.id, &completion.text, body.clone());
+        let record = pending.record(&meta.id, &meta.message_id, &completion.text, body.clone());
         pending.store.save(record).await?;
     }
     response::json(200, &body)

@@ -9,6 +9,8 @@
 //! are only ever read for their owner; expired rows are never read, and each write deletes
 //! a bounded number of them.
 
+use std::collections::BTreeMap;
+
 use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
@@ -31,6 +33,8 @@ const EXPIRED_PER_WRITE: u32 = 100;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResponse {
     pub id: String,
+    /// The id of its answer (`msg_…`), which an `item_reference` may name.
+    pub message_id: String,
     pub user_id: String,
     pub previous_response_id: Option<String>,
     /// The turn's input and the reply, oldest first.
@@ -78,6 +82,12 @@ pub struct D1Responses {
 
 #[derive(Deserialize)]
 struct TurnRow {
+    turn: String,
+}
+
+#[derive(Deserialize)]
+struct AnswerRow {
+    message_id: String,
     turn: String,
 }
 
@@ -134,6 +144,37 @@ impl D1Responses {
         history_from(&turns).map(Some)
     }
 
+    /// The answers of `user_id`'s live responses whose message ids are in `ids`, by
+    /// message id (the last message of each turn is its answer).
+    pub async fn answers(
+        &self,
+        user_id: &str,
+        ids: &[String],
+        now_ms: u64,
+    ) -> ApiResult<BTreeMap<String, String>> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let wanted =
+            serde_json::to_string(ids).map_err(|e| ApiError::internal(format!("ids json: {e}")))?;
+        let sql = "select message_id, turn from responses
+             where user_id = ?1 and expires_at > ?2
+               and message_id in (select value from json_each(?3))";
+        let rows: Vec<AnswerRow> = d1::all(
+            &self.db()?,
+            sql,
+            &[user_id.into(), now_ms.into(), wanted.as_str().into()],
+        )
+        .await?;
+        let mut answers = BTreeMap::new();
+        for row in rows {
+            if let Some(answer) = history_from(&[row.turn])?.pop() {
+                answers.insert(row.message_id, answer.content);
+            }
+        }
+        Ok(answers)
+    }
+
     /// The response object of `user_id`'s live response `id`.
     pub async fn body(&self, user_id: &str, id: &str, now_ms: u64) -> ApiResult<Option<Value>> {
         let sql = "select body from responses where id = ?1 and user_id = ?2 and expires_at > ?3";
@@ -162,10 +203,11 @@ impl D1Responses {
         let body = record.body.to_string();
         let insert = d1::stmt(
             &db,
-            "insert into responses (id, user_id, previous_response_id, turn, body, created_at, expires_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "insert into responses (id, message_id, user_id, previous_response_id, turn, body, created_at, expires_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             &[
                 Val::from(&record.id),
+                Val::from(&record.message_id),
                 Val::from(&record.user_id),
                 Val::from(record.previous_response_id.as_ref()),
                 Val::from(&turn),
@@ -231,6 +273,7 @@ mod tests {
     fn a_response_is_kept_thirty_days() {
         let record = StoredResponse {
             id: "resp_1".into(),
+            message_id: "msg_1".into(),
             user_id: "u".into(),
             previous_response_id: None,
             turn: Vec::new(),

@@ -36,11 +36,18 @@ pub(crate) struct PendingRecord {
 
 impl PendingRecord {
     /// The row for this turn with `reply` as its answer.
-    pub(crate) fn record(&self, id: &str, reply: &str, body: serde_json::Value) -> StoredResponse {
+    pub(crate) fn record(
+        &self,
+        id: &str,
+        message_id: &str,
+        reply: &str,
+        body: serde_json::Value,
+    ) -> StoredResponse {
         let mut turn = self.input.clone();
         turn.push(ChatMessage::new(Role::Assistant, reply));
         StoredResponse {
             id: id.to_string(),
+            message_id: message_id.to_string(),
             user_id: self.user_id.clone(),
             previous_response_id: self.previous_response_id.clone(),
             turn,
@@ -95,7 +102,7 @@ impl ResponseEventStream {
                     let outcome = Outcome::Finished(reason.clone());
                     let meta = self.writer.meta();
                     let body = meta.object(&outcome, Some(&self.text), self.usage.as_ref());
-                    let record = pending.record(&meta.id, &self.text, body);
+                    let record = pending.record(&meta.id, &meta.message_id, &self.text, body);
                     let store = pending.store.clone();
                     let level = pending.log_level;
                     let id = meta.id.clone();
