@@ -29,8 +29,9 @@ use crate::openai::embeddings::{self, EmbeddingsBody};
 use crate::openai::request::{to_unified, CompletionRequest};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::providers::catalogue::{Catalogue, EmbeddingModel};
+use crate::providers::client::echo::DEV_EMBED_DIMENSIONS;
 use crate::providers::client::{event_stream_response, ProviderClient};
-use crate::providers::settings::ProviderSettings;
+use crate::providers::settings::{ProviderSettings, DEV_EMBED_MODEL};
 
 /// The `/v1` routes, mounted with the rest of the API.
 pub fn routes() -> Vec<Route> {
@@ -113,11 +114,9 @@ async fn create_embeddings(mut cx: Ctx) -> ApiResult<Response> {
     let valid = embeddings::validate(body)?;
     let client = ProviderClient::new(&cx);
     let model = client.embedding_model(&valid.model)?;
-    let known_length = cx
-        .config
-        .providers
-        .catalogue
-        .resolve_embedding(&model.id)
+    let known_length = offered_embedding_models(&cx.config.providers)
+        .into_iter()
+        .find(|m| m.id == model.id)
         .map(|m| m.dimensions);
     embeddings::check_dimensions(&valid.request, known_length)?;
     let vectors = client.embed(&model, valid.request).await?;
@@ -127,15 +126,25 @@ async fn create_embeddings(mut cx: Ctx) -> ApiResult<Response> {
     )
 }
 
-/// The catalogued embedding models whose provider is configured.
+/// The catalogued embedding models whose provider is configured, and `dev/embed` where
+/// `dev/echo` is offered.
 fn offered_embedding_models(settings: &ProviderSettings) -> Vec<EmbeddingModel> {
-    settings
+    let mut offered: Vec<EmbeddingModel> = settings
         .catalogue
         .embedding_models()
         .iter()
         .filter(|m| settings.upstream(&m.provider).is_some())
         .cloned()
-        .collect()
+        .collect();
+    if settings.dev_echo {
+        offered.push(EmbeddingModel {
+            id: DEV_EMBED_MODEL.into(),
+            provider: "dev".into(),
+            upstream: "embed".into(),
+            dimensions: DEV_EMBED_DIMENSIONS,
+        });
+    }
+    offered
 }
 
 fn unknown_model(name: &str) -> ApiError {

@@ -3,7 +3,9 @@
 //! with a `match` (a conversation set to an unknown model is a 422, a send to it a 404).
 
 use super::catalogue;
-use super::settings::{enabling_setting, ProviderSettings, Upstream, DEV_ECHO_MODEL};
+use super::settings::{
+    enabling_setting, ProviderSettings, Upstream, DEV_ECHO_MODEL, DEV_EMBED_MODEL,
+};
 use super::wire::model::ProviderKind;
 use crate::http::error::{ApiError, ApiResult};
 
@@ -167,6 +169,14 @@ pub fn resolve_embedding_model(
         model: id.to_string(),
         reason,
     };
+    if id == DEV_EMBED_MODEL && settings.dev_echo {
+        return Ok(ResolvedModel {
+            id: id.to_string(),
+            provider: "dev".into(),
+            upstream_model: "embed".into(),
+            target: Target::Echo,
+        });
+    }
     if id == DEV_ECHO_MODEL {
         return Err(if settings.dev_echo {
             cannot_embed("dev/echo is a chat model")
@@ -331,6 +341,21 @@ mod tests {
             let api = ApiError::from(err);
             assert_eq!((api.status, api.code), (400, "model_cannot_embed"));
             assert_eq!(api.field.as_deref(), Some("model"));
+        }
+    }
+
+    #[test]
+    fn dev_embed_exists_exactly_where_dev_echo_does() {
+        let dev = resolve_embedding_model(&settings(&[], true), "dev/embed").expect("offline");
+        assert_eq!(dev.target, Target::Echo);
+        for s in [
+            settings(&[], false),
+            settings(&[("OPENAI_API_KEY", "k")], true),
+        ] {
+            assert!(matches!(
+                resolve_embedding_model(&s, "dev/embed"),
+                Err(ResolveError::UnknownModel { .. })
+            ));
         }
     }
 

@@ -30,6 +30,8 @@ use super::wire::model::{ProviderEndpoint, ProviderKind};
 
 /// The id of the built-in offline model (see [`ProviderSettings::dev_echo`]).
 pub const DEV_ECHO_MODEL: &str = "dev/echo";
+/// The built-in offline embedding model, offered exactly when `dev/echo` is.
+pub const DEV_EMBED_MODEL: &str = "dev/embed";
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 pub const MAX_TIMEOUT_SECS: u64 = 900;

@@ -1,5 +1,5 @@
 //! `dev/echo`: the built-in offline model, so a development deployment answers (and
-//! streams) without any provider configured.
+//! streams) without any provider configured; and `dev/embed`, its embedding counterpart.
 
 use crate::providers::client::transport::Transport;
 use crate::providers::settings::DEV_ECHO_MODEL;
@@ -47,6 +47,25 @@ pub(super) fn echo_completion(request: &ChatRequest) -> Completion {
         finish_reason: FinishReason::Stop,
         provider_model: Some(DEV_ECHO_MODEL.into()),
     }
+}
+
+/// The length of `dev/embed`'s vectors (`dimensions` may ask for fewer).
+pub const DEV_EMBED_DIMENSIONS: u32 = 16;
+
+/// `dev/embed`'s vector for `text`: deterministic values in [-1, 1), the same for the same
+/// text, so code using embeddings can be tried offline. They mean nothing.
+pub fn dev_embedding(text: &str, dimensions: u32) -> Vec<f32> {
+    // FNV-1a over the text, then a linear congruential sequence from it.
+    let mut state: u32 = 2_166_136_261;
+    for byte in text.bytes() {
+        state = (state ^ u32::from(byte)).wrapping_mul(16_777_619);
+    }
+    (0..dimensions)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (f64::from(state) / 2_147_483_648.0 - 1.0) as f32
+        })
+        .collect()
 }
 
 /// `dev/echo`'s reply, one word per delta, a little apart.

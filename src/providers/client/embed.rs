@@ -2,12 +2,15 @@
 //! batch one call with the same retries and timeouts as chat, the vectors put back together
 //! in input order.
 //!
+//! `dev/embed` (development without providers) answers locally, like `dev/echo`.
+//!
 //! No fallbacks: another model's vectors live in another space, so "some other model"
 //! would be a silently wrong answer rather than a degraded one.
 
 use std::rc::Rc;
 
 use crate::http::error::ApiResult;
+use crate::providers::client::echo::{dev_embedding, DEV_EMBED_DIMENSIONS};
 use crate::providers::client::engine::{run_plan, LogTarget};
 use crate::providers::client::failure::Failure;
 use crate::providers::client::transport::{
@@ -38,8 +41,25 @@ async fn attempt_embed(
     model: &ResolvedModel,
     request: &EmbeddingRequest,
 ) -> Result<Embeddings, Failure> {
-    let Target::Upstream(upstream) = &model.target else {
-        return Err(cannot_embed());
+    let upstream = match &model.target {
+        Target::Upstream(upstream) => upstream,
+        Target::Echo => {
+            let dimensions = request.dimensions.unwrap_or(DEV_EMBED_DIMENSIONS);
+            return Ok(Embeddings {
+                vectors: request
+                    .inputs
+                    .iter()
+                    .map(|text| dev_embedding(text, dimensions))
+                    .collect(),
+                prompt_tokens: Some(
+                    request
+                        .inputs
+                        .iter()
+                        .map(|t| u32::try_from(t.split_whitespace().count()).unwrap_or(u32::MAX))
+                        .fold(0, u32::saturating_add),
+                ),
+            });
+        }
     };
     let mut request = request.clone();
     request.model = model.upstream_model.clone();
@@ -75,7 +95,7 @@ pub fn batch_size(model: &ResolvedModel) -> usize {
         Target::Upstream(upstream) => max_batch(upstream.endpoint.kind)
             .unwrap_or(1)
             .clamp(1, MAX_INPUTS_PER_CALL),
-        Target::Echo => 1,
+        Target::Echo => MAX_INPUTS_PER_CALL,
     }
 }
 

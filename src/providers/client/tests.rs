@@ -1000,3 +1000,21 @@ fn a_failed_embedding_batch_is_the_providers_error() {
     let err = block_on(client.embed(&model, inputs(3))).expect_err("404");
     assert_eq!((err.status, err.code), (404, "model_not_found"));
 }
+
+#[test]
+fn dev_embed_answers_offline_with_stable_vectors_of_the_asked_length() {
+    let fake = Fake::new(vec![]);
+    let cfg = config_with(&[("ENVIRONMENT", "development")]);
+    let client = ProviderClient::with_transport(cfg, fake.transport());
+    let model = client.embedding_model("dev/embed").expect("offline model");
+    let mut request = inputs(2);
+    let out = block_on(client.embed(&model, request.clone())).expect("embedded");
+    assert_eq!(out.vectors.len(), 2);
+    assert_eq!(out.vectors[0].len(), 16);
+    assert_ne!(out.vectors[0], out.vectors[1]);
+    assert!(out.vectors[0].iter().all(|v| (-1.0..1.0).contains(v)));
+    request.dimensions = Some(4);
+    let again = block_on(client.embed(&model, request)).expect("embedded");
+    assert_eq!(again.vectors[0], out.vectors[0][..4]);
+    assert!(fake.sent().is_empty(), "no network");
+}
