@@ -21,7 +21,7 @@ use crate::openai::responses::request::{
     chat_request, resolve_references, validate, ResponsesBody, ResponsesTurn,
 };
 use crate::openai::responses::store::{D1Responses, ResponseStore, RETENTION_DAYS};
-use crate::openai::responses::stream::{PendingRecord, ResponseEventStream};
+use crate::openai::responses::stream::{not_stored, PendingRecord, ResponseEventStream};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::providers::client::{event_stream_response, ProviderClient};
 
@@ -125,7 +125,10 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
     );
     if let Some(pending) = pending {
         let record = pending.record(&meta.id, &meta.message_id, &completion.text, body.clone());
-        pending.store.save(record).await?;
+        // As for a stream: an answer that cannot be stored is not passed off as stored.
+        pending.store.save(record).await.map_err(|e| {
+            not_stored().with_internal(e.internal.unwrap_or_else(|| e.message.clone()))
+        })?;
     }
     response::json(200, &body)
 }
