@@ -39,7 +39,13 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// POST /v1/chat/completions — OpenAI-compatible chat completion, streamed or not.
-async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
+async fn chat_completions(cx: Ctx) -> ApiResult<Response> {
+    completions(cx, false).await
+}
+
+/// An OpenAI chat completion, streamed when the body asks or `force_stream` (for routes of
+/// replaced services that always stream).
+pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     rate_limit::enforce(
         &cx,
@@ -49,7 +55,8 @@ async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
     )
     .await?;
     let body: CompletionRequest = cx.json().await?;
-    let (options, request) = to_unified(body)?;
+    let (mut options, request) = to_unified(body)?;
+    options.stream |= force_stream;
     let client = ProviderClient::new(&cx);
     let created = SystemClock.now_secs();
     if !options.stream {
