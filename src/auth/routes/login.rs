@@ -16,7 +16,7 @@ use crate::auth::crypto::password_hash::{
 use crate::auth::guard::{self, Principal};
 use crate::auth::sessions::{RefreshRefused, SessionStore};
 use crate::auth::store::{self};
-use crate::http::ctx::{required, Ctx};
+use crate::http::ctx::{require_media_type, required, Ctx};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
@@ -29,7 +29,7 @@ use crate::rate_limit::kv::{self as rate_limit, client_ip};
 pub fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::Post, "/api/auth/register", handler!(register)),
-        Route::new(Method::Post, "/api/auth/login", handler!(login_form)),
+        Route::new(Method::Post, "/api/auth/login", handler!(login_either)),
         Route::new(Method::Post, "/api/auth/login-json", handler!(login_json)),
         Route::new(Method::Post, "/api/auth/refresh", handler!(refresh)),
         Route::new(Method::Post, "/api/auth/logout", handler!(logout)),
@@ -223,7 +223,24 @@ async fn login(cx: &Ctx, username: &str, password: &str) -> ApiResult<Response> 
 }
 
 /// POST /api/auth/login — the OAuth2 password grant, form-encoded (`username` = email,
-/// `password`), so the docs page's "Authorize" button and OAuth2 clients work.
+/// `password`), so the docs page's "Authorize" button and OAuth2 clients work; or the same
+/// login as JSON, which LLM_MODES and ChronoChat clients post here. The body's media type
+/// decides; anything else is 415 naming both.
+async fn login_either(cx: Ctx) -> ApiResult<Response> {
+    let media = cx.header("content-type").unwrap_or_default();
+    if require_media_type(Some(&media), "application/json").is_ok() {
+        login_json(cx).await
+    } else if require_media_type(Some(&media), FORM).is_ok() {
+        login_form(cx).await
+    } else {
+        Err(ApiError::unsupported_media_type(&format!(
+            "{FORM} or application/json"
+        )))
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
 async fn login_form(mut cx: Ctx) -> ApiResult<Response> {
     let form = cx.form().await?;
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
