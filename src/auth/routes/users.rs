@@ -1,5 +1,6 @@
 //! `/api/users` — the caller's profile, password change and account deletion.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::Response;
@@ -50,6 +51,20 @@ async fn get_profile(cx: Ctx) -> ApiResult<Response> {
 struct ProfileBody {
     full_name: Option<Option<String>>,
     preferences: Option<Value>,
+    // What a profile returns but no client sets, ignored so a client can PUT back the whole
+    // profile it read; the email changes only through its own verified flow, never here.
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
+    #[serde(default, rename = "email")]
+    _email: Option<IgnoredAny>,
+    #[serde(default, rename = "email_verified")]
+    _email_verified: Option<IgnoredAny>,
+    #[serde(default, rename = "mfa_enabled")]
+    _mfa_enabled: Option<IgnoredAny>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
 }
 
 /// PUT /api/users/profile — sets `full_name` and/or `preferences` (a JSON object); fields
