@@ -177,6 +177,8 @@ impl ApiError {
     }
 
     /// The JSON envelope sent to the client.
+    /// The body of the error response. `detail` repeats the message where FastAPI puts it,
+    /// so the replaced services' clients, which show `detail`, show ours.
     pub fn envelope(&self, request_id: &str) -> serde_json::Value {
         json!({
             "error": {
@@ -185,7 +187,8 @@ impl ApiError {
                 "type": self.openai_type(),
                 "param": self.field,
                 "request_id": request_id,
-            }
+            },
+            "detail": self.message,
         })
     }
 }
@@ -238,6 +241,10 @@ mod tests {
         assert_eq!(inner["type"], "invalid_request_error");
         assert_eq!(inner["param"], "email");
         assert_eq!(inner["request_id"], "req-1");
+        assert_eq!(
+            body["detail"], "email is required",
+            "FastAPI clients read `detail`"
+        );
     }
 
     #[test]
