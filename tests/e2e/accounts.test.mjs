@@ -441,7 +441,8 @@ describe('accounts (development worker, default settings)', () => {
     const u = await registerAndLogin(w);
     const k = await createApiKey(w, u.access_token, { name: 'ci' });
     assert.match(k.key, /^tl_[A-Za-z0-9]{40}$/);
-    assert.equal(k.key.slice(3, 11), k.prefix);
+    // The prefix is literally how the key begins, `tl_` included, so a user can match them.
+    assert.equal(k.prefix, k.key.slice(0, 11));
     const list = await call(w.url, 'GET', '/api/keys', { token: u.access_token });
     assert.equal(list.body.keys.length, 1);
     assert.equal(list.body.keys[0].prefix, k.prefix);
