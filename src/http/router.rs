@@ -117,37 +117,36 @@ fn match_template(template: &'static str, path: &str) -> Option<(usize, Params)>
 
 /// Finds the route for `method` and `path`. A trailing slash is ignored (`/health/` is
 /// `/health`), as clients of the FastAPI services we replace send both.
+///
+/// The path is the template that fits it most literally, whatever the method: with
+/// `POST /conversations/chat` and `GET /conversations/{id}`, `GET /conversations/chat` is
+/// the chat path asked with the wrong method (405, `Allow: POST`), not a conversation
+/// called "chat".
 pub fn find<'a>(routes: &'a [Route], method: Option<Method>, path: &str) -> RouteMatch<'a> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    let mut best: Option<(usize, &Route, Params)> = None;
-    let mut allowed = Vec::new();
-    for route in routes {
-        if let Some((score, params)) = match_template(route.path, path) {
-            if Some(route.method) == method {
-                if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                    best = Some((score, route, params));
-                }
-            } else {
-                allowed.push((score, route.method));
-            }
-        }
-    }
-    if let Some((_, route, params)) = best {
-        return RouteMatch::Found(route, params);
-    }
-    if allowed.is_empty() {
-        return RouteMatch::NotFound;
-    }
-    let top = allowed.iter().map(|(s, _)| *s).max().unwrap_or(0);
-    let mut methods: Vec<Method> = allowed
-        .into_iter()
-        .filter(|(s, _)| *s == top)
-        .map(|(_, m)| m)
+    let matches: Vec<(usize, &Route, Params)> = routes
+        .iter()
+        .filter_map(|route| {
+            match_template(route.path, path).map(|(score, params)| (score, route, params))
+        })
         .collect();
+    let Some(top) = matches.iter().map(|(score, _, _)| *score).max() else {
+        return RouteMatch::NotFound;
+    };
+    let mut methods = Vec::new();
+    for (score, route, params) in matches {
+        if score != top {
+            continue;
+        }
+        if Some(route.method) == method {
+            return RouteMatch::Found(route, params);
+        }
+        methods.push(route.method);
+    }
     methods.sort();
     methods.dedup();
     RouteMatch::MethodNotAllowed(methods)
@@ -187,6 +186,21 @@ mod tests {
         let (path, params) = found(find(&t, Some(Method::Get), "/api/items/stats"));
         assert_eq!(path, "/api/items/stats");
         assert!(params.is_empty());
+    }
+
+    #[test]
+    fn a_literal_path_asked_with_another_method_is_405_not_a_parameter() {
+        let t = vec![
+            Route::new(Method::Get, "/c/{id}", dummy),
+            Route::new(Method::Delete, "/c/{id}", dummy),
+            Route::new(Method::Post, "/c/chat", dummy),
+        ];
+        match find(&t, Some(Method::Get), "/c/chat") {
+            RouteMatch::MethodNotAllowed(allowed) => assert_eq!(allowed, [Method::Post]),
+            _ => panic!("GET /c/chat must be 405"),
+        }
+        let (path, params) = found(find(&t, Some(Method::Get), "/c/abc"));
+        assert_eq!((path.as_str(), params["id"].as_str()), ("/c/{id}", "abc"));
     }
 
     #[test]
