@@ -10,7 +10,7 @@ use serde_json::json;
 use worker::Response;
 
 use crate::auth::crypto::secrets::{generate_api_key, sha256_hex, shown_prefix};
-use crate::auth::guard::{self, Principal};
+use crate::auth::guard::{self, Principal, Revoked};
 use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
@@ -138,5 +138,6 @@ async fn revoke(cx: Ctx) -> ApiResult<Response> {
     if !revoked {
         return Err(ApiError::not_found());
     }
+    guard::forget(Revoked::ApiKey { id: &id });
     response::no_content()
 }

@@ -13,8 +13,8 @@ use crate::auth::crypto::access_token::{TokenType, MFA_TOKEN_TTL_SECS};
 use crate::auth::crypto::password_hash::{
     hash_password, needs_rehash, verify_password, Argon2Params, DUMMY_HASH,
 };
-use crate::auth::guard::{self, Principal};
-use crate::auth::sessions::{RefreshRefused, SessionStore};
+use crate::auth::guard::{self, Principal, Revoked};
+use crate::auth::sessions::{session_id_of, RefreshRefused, SessionStore};
 use crate::auth::store::{self};
 use crate::http::ctx::{require_media_type, required, Ctx};
 use crate::http::error::{ApiError, ApiResult};
@@ -302,11 +302,18 @@ async fn refresh(mut cx: Ctx) -> ApiResult<Response> {
     let token = required(&body.refresh_token, "refresh_token")?.to_string();
     let now_ms = SystemClock.now_ms();
     match SessionStore::new(&cx)?.rotate(&token, now_ms).await? {
-        Ok((session, new_refresh)) => token_response(&cx, &session.user_id, &session.id, &new_refresh, now_ms),
-        Err(RefreshRefused::Reused) => Err(ApiError::unauthorized(
+        Ok((session, new_refresh)) => {
+            token_response(&cx, &session.user_id, &session.id, &new_refresh, now_ms)
+        }
+        Err(RefreshRefused::Reused) => {
+            if let Some(sid) = session_id_of(&token) {
+                guard::forget(Revoked::Session { id: sid });
+            }
+            Err(ApiError::unauthorized(
             "refresh_token_reused",
             "This refresh token was already used; the session has been ended for safety. Log in again.",
-        )),
+        ))
+        }
         Err(RefreshRefused::Invalid) => Err(ApiError::unauthorized(
             "refresh_token_invalid",
             "The refresh token is invalid or expired.",
@@ -330,6 +337,7 @@ async fn logout(cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke(&principal.user_id, sid)
         .await?;
+    guard::forget(Revoked::Session { id: sid });
     response::no_content()
 }
 
@@ -339,6 +347,10 @@ async fn logout_all(cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke_all(&principal.user_id, None)
         .await?;
+    guard::forget(Revoked::SessionsOf {
+        user_id: &principal.user_id,
+        keep: None,
+    });
     response::no_content()
 }
 
@@ -402,5 +414,6 @@ async fn delete_session(cx: Ctx) -> ApiResult<Response> {
         return Err(ApiError::not_found());
     }
     store.revoke(&principal.user_id, &id).await?;
+    guard::forget(Revoked::Session { id: &id });
     response::no_content()
 }

@@ -7,7 +7,7 @@ use worker::Response;
 
 use crate::auth::account::check_new_password;
 use crate::auth::crypto::password_hash::verify_password;
-use crate::auth::guard;
+use crate::auth::guard::{self, Revoked};
 use crate::auth::sessions::SessionStore;
 use crate::auth::store;
 use crate::http::ctx::required;
@@ -148,6 +148,10 @@ async fn change_password(mut cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke_all(&user.id, principal.session_id.as_deref())
         .await?;
+    guard::forget(Revoked::SessionsOf {
+        user_id: &user.id,
+        keep: principal.session_id.as_deref(),
+    });
     response::json(
         200,
         &json!({ "message": "Password changed. Other sessions have been logged out." }),
@@ -178,5 +182,6 @@ async fn delete_account(mut cx: Ctx) -> ApiResult<Response> {
     // the other order could leave live sessions of a deleted user.
     SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
     store::delete_user(&db, &user).await?;
+    guard::forget(Revoked::User { user_id: &user.id });
     response::no_content()
 }
