@@ -92,9 +92,7 @@ pub(crate) async fn send(
         clock: Rc::new(SystemClock),
         keepalive: (keepalive_ms > 0).then(|| Keepalive {
             interval_ms: keepalive_ms,
-            sleep: Rc::new(|ms| {
-                Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
-            }),
+            sleep: Rc::new(|ms| crate::platform::timer::sleep(ms)),
         }),
     };
     match turn::run(turn, repository, model, &WaitUntil(&cx)).await? {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use worker::Response;
 
 use crate::auth::guard::authenticate;
+use crate::http::coalesce::Coalesce;
 use crate::http::ctx::Ctx;
 use crate::http::error::ApiResult;
 use crate::http::response;
@@ -77,7 +78,9 @@ pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Re
         include_usage: options.include_usage,
         request_id: cx.request_id.clone(),
     };
-    event_stream_response(ChunkStream::new(stream, writer))
+    // Chunks decoded from one upstream read are written as one (the chat relay does its own
+    // accounting of what the client took, so only this stream is joined).
+    event_stream_response(Coalesce::new(ChunkStream::new(stream, writer)))
 }
 
 /// GET /v1/models — the models (and aliases) this deployment serves, in OpenAI's list shape.

@@ -230,7 +230,7 @@ impl Transport for WorkerTransport {
     }
 
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
-        Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+        crate::platform::timer::sleep(ms)
     }
 
     fn clock(&self) -> &dyn Clock {
