@@ -67,7 +67,7 @@ node_modules/.installed: package.json package-lock.json
 
 ## ---- build --------------------------------------------------------------------------------
 
-build: tools $(BUILD_STAMP) build/public/docs/assets/swagger-ui-bundle.js
+build: tools $(BUILD_STAMP) build/public/docs/assets/swagger-ui-bundle.js build/public/docs/assets/redoc.standalone.js
 
 $(BUILD_STAMP): $(SOURCES)
 	worker-build --release
@@ -76,6 +76,10 @@ $(BUILD_STAMP): $(SOURCES)
 build/public/docs/assets/swagger-ui-bundle.js: node_modules/.installed
 	@mkdir -p build/public/docs/assets
 	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css build/public/docs/assets/
+
+build/public/docs/assets/redoc.standalone.js: node_modules/.installed
+	@mkdir -p build/public/docs/assets
+	cp node_modules/redoc/bundles/redoc.standalone.js build/public/docs/assets/
 
 ## ---- run ----------------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
     if let Some(state) = STATE.with(|s| s.borrow().clone()) {
         return state;
     }
-    let config = Config::from_source(env, || random_bytes::<32>().map(|b| b.to_vec()));
+    let config = Config::from_source(&crate::compat::settings_source(env), || {
+        random_bytes::<32>().map(|b| b.to_vec())
+    });
     for warning in &config.warnings {
         LogLine::new(LogLevel::Warn, now_ms, "configuration")
             .field("warning", warning.as_str())
@@ -104,6 +106,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
                     request_id: request_id.clone(),
                     params,
                     route: route.path,
+                    read_body: None,
                 };
                 (route.handler)(cx).await
             }

@@ -53,6 +53,7 @@ export default {
           param: null,
           request_id: requestId,
         },
+        detail: 'Internal server error.',
       });
       return new Response(body, {
         status: 500,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod compat;
 pub mod config;
 pub mod conversations;
 pub mod http;

@@ -1,13 +1,22 @@
 //! Every route of the API: the one place that names every resource. Each resource module
-//! declares its own routes; this merges them into the table the router matches against.
+//! declares its own routes; this merges them, and the replaced services' aliases
+//! ([`crate::compat`]), into the table the router matches against.
 //!
 //! The tests below keep the table honest: no route is declared twice, and `openapi.json`
 //! documents exactly the routes that exist (both directions).
 
 use crate::http::router::Route;
 
-/// Every route of the API, merged from the resource modules.
+/// Every route of the API: ours, then the replaced services' aliases of them.
 pub fn routes() -> Vec<Route> {
+    let mut all = own_routes();
+    let aliases = crate::compat::routes(&all);
+    all.extend(aliases);
+    all
+}
+
+/// Threadline's own routes, merged from the resource modules.
+pub fn own_routes() -> Vec<Route> {
     let mut all = Vec::new();
     all.extend(crate::meta::docs::routes());
     all.extend(crate::meta::health::routes());
@@ -32,6 +41,7 @@ mod tests {
     use serde_json::Value;
 
     use super::routes;
+    use crate::http::router::Method;
     use crate::meta::docs::OPENAPI_DOCUMENT;
 
     fn document() -> Value {
@@ -113,6 +123,49 @@ mod tests {
                 assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
                 assert!(op["summary"].is_string(), "{method} {path}: summary");
                 assert!(op["responses"].is_object(), "{method} {path}: responses");
+            }
+        }
+    }
+
+    #[test]
+    fn every_alias_is_documented_as_its_target_and_marked() {
+        use crate::compat::{Serves, SERVICES};
+        let doc = document();
+        let op = |method: Method, path: &str| {
+            doc["paths"][path][method.as_str().to_ascii_lowercase()].clone()
+        };
+        for service in SERVICES {
+            for seed in service.routes {
+                let documented = op(seed.method, seed.path);
+                let compat = documented["x-compat"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                match seed.serves {
+                    Serves::Same(method, path) => {
+                        let target = op(method, path);
+                        let name = format!("{} {}", method.as_str(), path);
+                        assert_eq!(documented["x-alias-of"], name.as_str(), "{}", seed.path);
+                        for part in ["parameters", "requestBody", "responses", "security"] {
+                            assert_eq!(
+                                documented[part],
+                                target[part],
+                                "{} {}: {part} differs from {name}",
+                                seed.method.as_str(),
+                                seed.path
+                            );
+                        }
+                    }
+                    Serves::Own(..) => assert!(documented.is_object(), "{}", seed.path),
+                    Serves::Native | Serves::Later(_) => continue,
+                }
+                assert!(
+                    compat.iter().any(|s| s == service.name),
+                    "{} {}: x-compat does not name {}",
+                    seed.method.as_str(),
+                    seed.path,
+                    service.name
+                );
             }
         }
     }

@@ -1,13 +1,18 @@
 //! Who is calling: turns `Authorization: Bearer …` into a [`Principal`].
 //!
 //! Two kinds of credential work everywhere, including the OpenAI-compatible `/v1` routes:
-//! an access token (a JWT whose session must still be live in KV — so logout takes effect at
-//! once) and an API key (`tl_…`, looked up by hash in D1, so revocation is immediate).
+//! an access token (a JWT whose session must still be live in KV) and an API key (`tl_…`,
+//! looked up by hash in D1). Both are remembered by the isolate for `AUTH_CACHE_SECS`
+//! ([`crate::auth::credential_cache`]), so a warm request makes no storage round trip;
+//! logout and revocation [`forget`] them here at once.
 
+use std::cell::RefCell;
+
+use crate::auth::credential_cache::CredentialCache;
 use crate::auth::crypto::access_token::{TokenError, TokenSigner, TokenType};
 use crate::auth::crypto::secrets::{is_api_key_format, sha256_hex};
-use crate::auth::sessions::SessionStore;
-use crate::auth::store;
+use crate::auth::sessions::{Session, SessionStore};
+use crate::auth::store::{self, ApiKeyCredential};
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::{Clock, SystemClock};
@@ -61,6 +66,17 @@ fn token_error(err: TokenError) -> ApiError {
     ApiError::unauthorized(err.code(), err.message()).with_internal(err.to_string())
 }
 
+thread_local! {
+    /// API keys by the SHA-256 of the key.
+    static API_KEYS: RefCell<CredentialCache<ApiKeyCredential>> = RefCell::new(CredentialCache::default());
+    /// Live sessions by id.
+    static SESSIONS: RefCell<CredentialCache<Session>> = RefCell::new(CredentialCache::default());
+}
+
+fn cache_ttl_ms(cx: &Ctx) -> u64 {
+    cx.config.auth.credential_cache_secs * 1000
+}
+
 /// Authenticates the request or answers 401.
 pub async fn authenticate(cx: &Ctx) -> ApiResult<Principal> {
     let credential = bearer(cx).ok_or_else(missing)?;
@@ -71,20 +87,40 @@ pub async fn authenticate(cx: &Ctx) -> ApiResult<Principal> {
     let claims = signer(cx)?
         .verify_type(&credential, TokenType::Access, now_ms / 1000)
         .map_err(token_error)?;
+    let ttl_ms = cache_ttl_ms(cx);
+    let cached = SESSIONS.with(|c| c.borrow().get(&claims.sid, now_ms, ttl_ms));
     let store = SessionStore::new(cx)?;
-    let session = store
-        .get(&claims.sid, now_ms)
-        .await?
-        .filter(|s| s.user_id == claims.sub)
+    let session = match cached {
+        Some(session) => Some(session),
+        None => {
+            let read = store.get(&claims.sid, now_ms).await?;
+            if let Some(session) = &read {
+                SESSIONS.with(|c| {
+                    c.borrow_mut()
+                        .insert(&session.id, session.clone(), now_ms, ttl_ms)
+                });
+            }
+            read
+        }
+    };
+    let session = session
+        .filter(|s| s.user_id == claims.sub && s.expires_at > now_ms)
         .ok_or_else(|| {
             ApiError::unauthorized("session_revoked", "This session has ended; log in again.")
         })?;
     let user_id = session.user_id.clone();
     let session_id = session.id.clone();
-    // Recording use is bookkeeping: it must not delay or fail the request.
-    cx.worker_ctx.wait_until(async move {
-        let _ = store.touch(session, now_ms).await;
-    });
+    // Recording use is bookkeeping: it must not delay or fail the request, and the cached
+    // copy learns of it so the next request does not record it again.
+    if session.touch_due(now_ms) {
+        SESSIONS.with(|c| {
+            c.borrow_mut()
+                .update(&session_id, |s| s.last_used_at = now_ms)
+        });
+        cx.worker_ctx.wait_until(async move {
+            let _ = store.touch(session, now_ms).await;
+        });
+    }
     Ok(Principal {
         user_id,
         session_id: Some(session_id),
@@ -93,9 +129,21 @@ pub async fn authenticate(cx: &Ctx) -> ApiResult<Principal> {
 }
 
 async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
-    let db = d1::database(cx)?;
     let now_ms = SystemClock.now_ms();
-    let row = store::find_api_key(&db, &sha256_hex(key)).await?;
+    let ttl_ms = cache_ttl_ms(cx);
+    let hash = sha256_hex(key);
+    let cached = API_KEYS.with(|c| c.borrow().get(&hash, now_ms, ttl_ms));
+    let db = d1::database(cx)?;
+    let row = match cached {
+        Some(row) => Some(row),
+        None => {
+            let read = store::find_api_key(&db, &hash).await?;
+            if let Some(row) = &read {
+                API_KEYS.with(|c| c.borrow_mut().insert(&hash, row.clone(), now_ms, ttl_ms));
+            }
+            read
+        }
+    };
     let row = row
         .filter(|r| r.expires_at.is_none_or(|e| e > now_ms))
         .ok_or_else(|| {
@@ -106,8 +154,12 @@ async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
         })?;
     if row
         .last_used_at
-        .is_none_or(|t| now_ms.saturating_sub(t) > 60_000)
+        .is_none_or(|t| now_ms.saturating_sub(t) > API_KEY_TOUCH_INTERVAL_MS)
     {
+        API_KEYS.with(|c| {
+            c.borrow_mut()
+                .update(&hash, |r| r.last_used_at = Some(now_ms))
+        });
         let id = row.id.clone();
         cx.worker_ctx.wait_until(async move {
             let _ = store::touch_api_key(&db, &id, now_ms).await;
@@ -118,4 +170,42 @@ async fn authenticate_api_key(cx: &Ctx, key: &str) -> ApiResult<Principal> {
         session_id: None,
         api_key_id: Some(row.id),
     })
+}
+
+/// `last_used_at` of a key is written at most this often.
+const API_KEY_TOUCH_INTERVAL_MS: u64 = 60_000;
+
+/// Forgets, in this isolate, what a revocation ended, so it takes effect here at once (other
+/// isolates forget it within `AUTH_CACHE_SECS`).
+pub enum Revoked<'a> {
+    ApiKey {
+        id: &'a str,
+    },
+    Session {
+        id: &'a str,
+    },
+    /// Every session of the user except `keep`.
+    SessionsOf {
+        user_id: &'a str,
+        keep: Option<&'a str>,
+    },
+    /// Everything of a deleted user.
+    User {
+        user_id: &'a str,
+    },
+}
+
+pub fn forget(revoked: Revoked<'_>) {
+    match revoked {
+        Revoked::ApiKey { id } => API_KEYS.with(|c| c.borrow_mut().forget(|_, k| k.id == id)),
+        Revoked::Session { id } => SESSIONS.with(|c| c.borrow_mut().forget(|sid, _| sid == id)),
+        Revoked::SessionsOf { user_id, keep } => SESSIONS.with(|c| {
+            c.borrow_mut()
+                .forget(|sid, s| s.user_id == user_id && Some(sid) != keep)
+        }),
+        Revoked::User { user_id } => {
+            SESSIONS.with(|c| c.borrow_mut().forget(|_, s| s.user_id == user_id));
+            API_KEYS.with(|c| c.borrow_mut().forget(|_, k| k.user_id == user_id));
+        }
+    }
 }

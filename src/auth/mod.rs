@@ -10,10 +10,12 @@
 //!   worker backend holds the refresh-token SQL and the KV session records).
 //! - [`account`]: steps several routes share (start a session, check a new password, issue
 //!   email links).
-//! - [`guard`]: who is calling (access token or API key). [`email`]: sending mail.
+//! - [`guard`]: who is calling (access token or API key), over [`credential_cache`], the
+//!   isolate's short memory of checked credentials. [`email`]: sending mail.
 //! - [`routes`]: the HTTP handlers.
 
 pub mod account;
+pub mod credential_cache;
 pub mod crypto;
 pub mod email;
 pub mod guard;

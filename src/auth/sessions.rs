@@ -43,6 +43,13 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
+impl Session {
+    /// Whether its use is worth recording again (at most once a minute).
+    pub fn touch_due(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_used_at) >= TOUCH_INTERVAL_MS
+    }
+}
+
 /// Why a refresh was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshRefused {
@@ -438,7 +445,7 @@ impl<B: SessionBackend> SessionStore<B> {
 
     /// Records use of a session, at most once a minute.
     pub async fn touch(&self, mut session: Session, now_ms: u64) -> ApiResult<()> {
-        if now_ms.saturating_sub(session.last_used_at) < TOUCH_INTERVAL_MS {
+        if !session.touch_due(now_ms) {
             return Ok(());
         }
         session.last_used_at = now_ms;

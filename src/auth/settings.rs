@@ -29,6 +29,10 @@ pub struct AuthSettings {
     pub require_verified_email: bool,
     /// `EMAIL_TOKEN_EXPIRE_MINUTES` (60): lifetime of verification and reset links.
     pub email_token_ttl_secs: u64,
+    /// `AUTH_CACHE_SECS` (10; 0 turns it off): how long an isolate trusts an API key or a
+    /// session it has read, so a warm request reads neither D1 nor KV. A key revoked or a
+    /// session ended through another isolate keeps working there for at most this long.
+    pub credential_cache_secs: u64,
 }
 
 pub fn parse_bool(
@@ -138,6 +142,7 @@ impl AuthSettings {
                     7 * 24 * 60,
                     warnings,
                 ),
+            credential_cache_secs: parse_number(src, "AUTH_CACHE_SECS", 10u64, 0, 300, warnings),
         }
     }
 }

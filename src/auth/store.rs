@@ -576,7 +576,7 @@ pub async fn revoke_api_key(
 }
 
 /// An active key by the hash of the key presented.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeyCredential {
     pub id: String,
     pub user_id: String,

@@ -1,15 +1,9 @@
-//! The send routes, and the aliases that clients of the services Threadline replaces know.
+//! The send routes.
 //!
 //! Handlers authenticate, apply the per-user chat limit (`RATE_LIMIT_CHAT`, 429 +
 //! Retry-After), validate the body ([`super::input`]), build the worker's side of the turn's
 //! seams — D1, the provider client, `ctx.wait_until` — and hand over to [`super::turn`].
-//! Bodies accept every replaced service's field names.
-//!
-//! | alias | service | native route |
-//! |---|---|---|
-//! | `POST /chat` | ThreadFlow | `POST /api/chat` |
-//! | `POST /api/chat/send` | ChronoChat | `POST /api/chat` |
-//! | `POST /api/chats/{id}/messages` | LLM_MODES | `POST /api/conversations/{id}/messages` |
+//! Bodies accept every replaced service's field names; their paths are in [`crate::compat`].
 
 use std::rc::Rc;
 
@@ -47,28 +41,17 @@ pub fn routes() -> Vec<Route> {
         ),
         Route::new(Post, "/api/chat", handler!(chat)),
         Route::new(Post, "/api/chat/stream", handler!(chat_stream)),
-        // ThreadFlow
-        Route::new(Post, "/chat", handler!(chat)),
-        // ChronoChat
-        Route::new(Post, "/api/chat/send", handler!(chat)),
-        // LLM_MODES
-        Route::new(
-            Post,
-            "/api/chats/{id}/messages",
-            handler!(send_in_conversation),
-        ),
     ]
 }
 
-/// POST /api/conversations/{id}/messages — sends a message in a conversation (also
-/// `POST /api/chats/{id}/messages`, LLM_MODES).
+/// POST /api/conversations/{id}/messages — sends a message in a conversation.
 async fn send_in_conversation(cx: Ctx) -> ApiResult<Response> {
     let id = path_id(&cx)?;
     send(cx, Some(id), false).await
 }
 
 /// POST /api/chat — sends a message, in a new conversation unless `conversation_id` names
-/// one (also `POST /chat`, ThreadFlow, and `POST /api/chat/send`, ChronoChat).
+/// one.
 async fn chat(cx: Ctx) -> ApiResult<Response> {
     send(cx, None, false).await
 }
@@ -78,7 +61,13 @@ async fn chat_stream(cx: Ctx) -> ApiResult<Response> {
     send(cx, None, true).await
 }
 
-async fn send(mut cx: Ctx, path: Option<String>, force_stream: bool) -> ApiResult<Response> {
+/// Sends a message: in the conversation of the path, else the body's `conversation_id`,
+/// else a new one; streamed when the body asks or `force_stream`.
+pub(crate) async fn send(
+    mut cx: Ctx,
+    path: Option<String>,
+    force_stream: bool,
+) -> ApiResult<Response> {
     let principal = authenticate(&cx).await?;
     let user_id = principal.user_id;
     rate_limit::enforce(&cx, "chat", &user_id, cx.config.rate_limits.chat_per_user).await?;
@@ -103,9 +92,7 @@ async fn send(mut cx: Ctx, path: Option<String>, force_stream: bool) -> ApiResul
         clock: Rc::new(SystemClock),
         keepalive: (keepalive_ms > 0).then(|| Keepalive {
             interval_ms: keepalive_ms,
-            sleep: Rc::new(|ms| {
-                Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
-            }),
+            sleep: Rc::new(|ms| crate::platform::timer::sleep(ms)),
         }),
     };
     match turn::run(turn, repository, model, &WaitUntil(&cx)).await? {

@@ -5,9 +5,12 @@
 //! 2. Plan the reply ([`super::plan`]): an unusable model is a 422 before anything is stored.
 //! 3. Read older history while the budget has room for it.
 //! 4. Store the user's message (with the new conversation, or with the title its first
-//!    message gives) — always before the model is called, so a provider outage never loses it.
-//!    A first message with `TITLE_MODEL` set also starts the background title job.
-//! 5. Ask the model with the system prompt and the history that fits the budget
+//!    message gives) **while** the model is asked ([`stored_while_asking`]): the write is not a
+//!    round trip in front of the first token, yet nothing is answered before it is stored — a
+//!    failed write abandons the model call (dropping it aborts the request) and is the
+//!    answer, and a model failure waits for the write, so a provider outage never loses the
+//!    message. A first message with `TITLE_MODEL` set also starts the background title job.
+//! 5. The model, asked with the system prompt and the history that fits the budget
 //!    ([`super::budget`]). Streamed: the answer is the [`ReplyRelay`], and the
 //!    [`Recorder`](super::reply::Recorder), started in the background before the relay is
 //!    returned, stores the reply however it ends. Not streamed: wait for the whole reply,
@@ -28,7 +31,7 @@ use super::budget::{estimate_tokens, fit_to_budget, MESSAGE_OVERHEAD_TOKENS};
 use super::events::ChatStreamEvent;
 use super::input::ChatInput;
 use super::plan::{plan_reply, Overrides, ReplyPlan};
-use super::reply::{reply_pair, Connect, Keepalive, ReplyRelay, ReplySetup, ReplySink};
+use super::reply::{reply_pair, Connect, Connected, Keepalive, ReplyRelay, ReplySetup, ReplySink};
 use super::settings::ChatSettings;
 use crate::conversations::cursor::{MessageCursor, Order};
 use crate::conversations::input::{HistoryQuery, NewConversation, MAX_MESSAGE_PAGE};
@@ -262,6 +265,66 @@ async fn load_before(
     }
 }
 
+/// The model call of a turn, started or finished.
+enum ModelCall {
+    Stream(Connect),
+    Whole(LocalBoxFuture<'static, ApiResult<Completed>>),
+}
+
+impl ModelCall {
+    fn finished(self, result: CallResult) -> ModelCall {
+        match (self, result) {
+            (ModelCall::Stream(_), CallResult::Stream(r)) => {
+                ModelCall::Stream(Box::pin(async { r }))
+            }
+            (ModelCall::Whole(_), CallResult::Whole(r)) => ModelCall::Whole(Box::pin(async { r })),
+            (call, _) => call,
+        }
+    }
+
+    /// Polls the call once more; its result if it finished.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<CallResult> {
+        use futures::FutureExt;
+        match self {
+            ModelCall::Stream(f) => f.poll_unpin(cx).map(CallResult::Stream),
+            ModelCall::Whole(f) => f.poll_unpin(cx).map(CallResult::Whole),
+        }
+    }
+}
+
+enum CallResult {
+    Stream(ApiResult<Connected>),
+    Whole(ApiResult<Completed>),
+}
+
+/// Writes the user's message while the model call runs, and answers only once the message is
+/// stored: a failed write (or a conversation gone meanwhile: 404) is the answer and drops the
+/// call, which aborts it; a call that ends first — even in failure — waits for the write, so
+/// the message is never lost. Returns the stored message and the call, finished or not.
+async fn stored_while_asking(
+    write: LocalBoxFuture<'_, ApiResult<Option<StoredUserMessage>>>,
+    mut call: ModelCall,
+) -> ApiResult<(StoredUserMessage, ModelCall)> {
+    use futures::FutureExt;
+    let mut write = write;
+    let mut call_result = None;
+    let written = futures::future::poll_fn(|cx| {
+        if call_result.is_none() {
+            if let std::task::Poll::Ready(result) = call.poll(cx) {
+                call_result = Some(result);
+            }
+        }
+        write.poll_unpin(cx)
+    })
+    .await;
+    let stored = written?.ok_or_else(ApiError::not_found)?;
+    let call = match call_result {
+        Some(result) => call.finished(result),
+        None => call,
+    };
+    Ok((stored, call))
+}
+
 /// Runs one chat turn (see the module documentation).
 pub async fn run<R, M>(
     turn: Turn<'_>,
@@ -320,10 +383,16 @@ where
             title: &first_line_title,
         },
     };
-    let (stored_conversation, stored_message) = repository
-        .add_user_message(user_id, destination, &user_message)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    // 5 starts here: the model is asked while the message is written.
+    let request = model_request(&turn, &plan, &history, &input.content);
+    let started = turn.clock.now_ms();
+    let call = if input.stream {
+        ModelCall::Stream(model.clone().stream(plan.model.clone(), request))
+    } else {
+        ModelCall::Whole(model.clone().complete(plan.model.clone(), request))
+    };
+    let write = repository.add_user_message(user_id, destination, &user_message);
+    let ((stored_conversation, stored_message), call) = stored_while_asking(write, call).await?;
     let titled_now = new.is_some() || conversation.title_source == TitleSource::Default;
     if titled_now {
         if let Some(title_model) = turn.chat.title_model.clone() {
@@ -344,16 +413,15 @@ where
         }
     }
 
-    // 5. The model.
-    let request = model_request(&turn, &plan, &history, &input.content);
-    if input.stream {
+    // 5. The model's answer.
+    if let ModelCall::Stream(connect) = call {
         let (relay, recorder) = reply_pair(
             ReplySetup {
                 opening: vec![ChatStreamEvent::UserMessage {
                     conversation: stored_conversation.clone(),
                     message: stored_message,
                 }],
-                connect: model.clone().stream(plan.model.clone(), request),
+                connect,
                 disconnect: model.disconnect(),
                 clock: turn.clock.clone(),
                 message_id: new_id(now)?,
@@ -373,8 +441,10 @@ where
         return Ok(TurnReply::Streamed(relay));
     }
 
-    let started = turn.clock.now_ms();
-    let answer = model.clone().complete(plan.model.clone(), request).await?;
+    let ModelCall::Whole(answer) = call else {
+        return Err(ApiError::internal("a streamed call left unanswered"));
+    };
+    let answer = answer.await?;
     let ended = turn.clock.now_ms();
     let assistant_message = repository
         .add_reply(
@@ -563,6 +633,8 @@ mod tests {
         messages: RefCell<Vec<Message>>,
         /// Fails every write after the user's message (a D1 outage half-way).
         fail_replies: bool,
+        /// Fails the user's message itself (D1 down from the start).
+        fail_user_messages: bool,
     }
 
     impl MemoryRepository {
@@ -623,6 +695,9 @@ mod tests {
             message: &'a UserMessage,
         ) -> LocalBoxFuture<'a, ApiResult<Option<StoredUserMessage>>> {
             Box::pin(async move {
+                if self.fail_user_messages {
+                    return Err(ApiError::internal("D1 is down"));
+                }
                 let id = match to {
                     Destination::New { id, new } => {
                         let conversation = new.conversation(id, message.created_at);
@@ -1169,6 +1244,109 @@ mod tests {
         };
         assert_eq!(err.status, 500);
         assert_eq!(repository.stored().len(), 1, "the user's message stays");
+    }
+
+    #[test]
+    fn a_user_message_that_cannot_be_stored_is_the_answer_streamed_or_not() {
+        for stream in [false, true] {
+            let repository = Rc::new(MemoryRepository {
+                fail_user_messages: true,
+                ..MemoryRepository::default()
+            });
+            let model = ScriptedModel::new(hello());
+            let jobs = Jobs::default();
+            let err = match start(send("Hi", None, stream), &repository, &model, &jobs, None) {
+                Err(err) => err,
+                Ok(_) => panic!("expected the store's error (stream: {stream})"),
+            };
+            assert_eq!(err.status, 500);
+            assert!(repository.stored().is_empty(), "nothing half-written");
+            assert!(
+                jobs.0.borrow().is_empty(),
+                "no reply is recorded (stream: {stream})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_conversation_deleted_before_the_message_is_stored_is_a_404() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let first = start(send("First", None, false), &repository, &model, &jobs, None);
+        let TurnReply::Complete(sent) = first.expect("ok") else {
+            panic!("expected a complete answer")
+        };
+        // Read with its history, then gone by the time the message is written.
+        let id = sent.conversation.id.clone();
+        let doomed = Rc::new(DeletedOnWrite(repository.clone()));
+        let (chat, providers) = settings(None);
+        let turn = Turn {
+            user_id: USER,
+            input: send("Second", Some(&id), false),
+            chat: &chat,
+            providers: &providers,
+            request_id: "req",
+            log_level: LogLevel::Error,
+            clock: Rc::new(FixedClock::at_secs(1_000)),
+            keepalive: None,
+        };
+        let second = ScriptedModel::new(hello());
+        let err = match block_on(run(turn, doomed, second, &jobs)) {
+            Err(err) => err,
+            Ok(_) => panic!("expected 404"),
+        };
+        assert_eq!(err.status, 404);
+        assert_eq!(repository.stored().len(), 2, "only the first exchange");
+    }
+
+    /// A repository whose conversation disappears between the read and the write.
+    struct DeletedOnWrite(Rc<MemoryRepository>);
+
+    impl ConversationRepository for DeletedOnWrite {
+        fn history_page<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+            page: HistoryQuery,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<HistoryPage>>> {
+            self.0.history_page(user_id, id, page)
+        }
+
+        fn add_user_message<'a>(
+            &'a self,
+            _user_id: &'a str,
+            _to: Destination<'a>,
+            _message: &'a UserMessage,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<StoredUserMessage>>> {
+            Box::pin(async { Ok(None) })
+        }
+
+        fn add_reply<'a>(
+            &'a self,
+            user_id: &'a str,
+            reply: AssistantReply,
+        ) -> LocalBoxFuture<'a, ApiResult<Message>> {
+            self.0.add_reply(user_id, reply)
+        }
+
+        fn conversation<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+        ) -> LocalBoxFuture<'a, ApiResult<Option<Conversation>>> {
+            self.0.conversation(user_id, id)
+        }
+
+        fn replace_generated_title<'a>(
+            &'a self,
+            user_id: &'a str,
+            id: &'a str,
+            from: &'a str,
+            to: &'a str,
+        ) -> LocalBoxFuture<'a, ApiResult<bool>> {
+            self.0.replace_generated_title(user_id, id, from, to)
+        }
     }
 
     #[test]

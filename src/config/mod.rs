@@ -111,11 +111,13 @@ impl Config {
             None => Vec::new(),
         };
 
+        // `SECRET_KEY` or `JWT_SECRET_KEY` may stand for `JWT_SECRET`; messages name the one set.
+        let secret_setting = src.provided_by("JWT_SECRET");
         let jwt_secret = match src.get("JWT_SECRET") {
             Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => s.into_bytes(),
             Some(_) if environment == Environment::Development => {
                 warnings.push(format!(
-                    "JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes; using a random development secret"
+                    "{secret_setting} is shorter than {MIN_JWT_SECRET_BYTES} bytes; using a random development secret"
                 ));
                 development_secret(dev_fallback_secret, &mut problems)
             }
@@ -125,7 +127,7 @@ impl Config {
             }
             Some(_) => {
                 problems.push(ConfigProblem {
-                    setting: "JWT_SECRET",
+                    setting: secret_setting,
                     problem: format!("is shorter than {MIN_JWT_SECRET_BYTES} bytes"),
                 });
                 Vec::new()
@@ -138,6 +140,22 @@ impl Config {
                 Vec::new()
             }
         };
+
+        // Tokens are signed HS256 and nothing else; a deployment configured for another
+        // algorithm would hand out tokens its other services cannot check, so it is refused
+        // rather than ignored.
+        if let Some(algorithm) = src.get("JWT_ALGORITHM") {
+            if !algorithm.trim().eq_ignore_ascii_case("HS256") {
+                problems.push(ConfigProblem {
+                    setting: "JWT_ALGORITHM",
+                    problem: format!(
+                        "is {:?}, but only HS256 is supported (unset it or set HS256)",
+                        algorithm.trim()
+                    ),
+                });
+            }
+        }
+        warnings.extend(src.notices());
 
         let max_body_bytes = parse_number(
             src,
@@ -244,6 +262,23 @@ mod tests {
         assert_eq!(cfg.environment, Environment::Production);
         assert_eq!(cfg.problems[0].setting, "JWT_SECRET");
         assert!(cfg.problems[0].problem.contains("shorter than 32"));
+    }
+
+    #[test]
+    fn jwt_algorithm_other_than_hs256_is_a_problem_naming_itself() {
+        let secret = "x".repeat(32);
+        let ok = Config::from_source(
+            &source(&[("JWT_SECRET", &secret), ("JWT_ALGORITHM", "hs256")]),
+            dev_secret,
+        );
+        assert!(ok.problems.is_empty());
+        let refused = Config::from_source(
+            &source(&[("JWT_SECRET", &secret), ("JWT_ALGORITHM", "RS256")]),
+            dev_secret,
+        );
+        assert_eq!(refused.problems.len(), 1);
+        assert_eq!(refused.problems[0].setting, "JWT_ALGORITHM");
+        assert!(refused.problems[0].problem.contains("RS256"));
     }
 
     #[test]

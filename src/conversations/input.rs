@@ -7,6 +7,7 @@
 
 use crate::providers::resolve::require_known_model;
 use crate::providers::resolve::validate_model;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -123,6 +124,25 @@ pub struct PatchConversationBody {
     pub system_prompt: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub settings: Option<Option<Map<String, Value>>>,
+    // The fields a conversation returns but no client sets: a client that PUTs back the
+    // whole object it read (LLM_MODES' `PUT /api/chats/{id}`) sends them, and they are
+    // ignored, while a field a conversation does not have is still refused.
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
+    #[serde(default, rename = "last_message_at")]
+    _last_message_at: Option<IgnoredAny>,
+    #[serde(default, rename = "message_count")]
+    _message_count: Option<IgnoredAny>,
+    #[serde(default, rename = "messages")]
+    _messages: Option<IgnoredAny>,
+    #[serde(default, rename = "has_more_messages")]
+    _has_more_messages: Option<IgnoredAny>,
+    #[serde(default, rename = "messages_cursor")]
+    _messages_cursor: Option<IgnoredAny>,
 }
 
 /// `PUT /api/conversations/{id}/title` (ChronoChat's rename).
@@ -465,6 +485,36 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_whole_conversation_put_back_is_a_patch_of_its_writable_fields() {
+        let detail = json!({
+            "id": "0123456789abcdef0123456789abcdef",
+            "title": "Renamed",
+            "model": null,
+            "mode": null,
+            "system_prompt": null,
+            "settings": {},
+            "pinned": true,
+            "archived": false,
+            "created_at": 1,
+            "updated_at": 2,
+            "last_message_at": 3,
+            "message_count": 4,
+            "messages": [{"id": "m", "role": "user", "content": "hi"}],
+            "has_more_messages": false,
+            "messages_cursor": null,
+        });
+        let body: PatchConversationBody =
+            parse_json(detail.to_string().as_bytes()).expect("read-only fields are accepted");
+        assert_eq!(body.title, Some(Some("Renamed".into())));
+        assert_eq!(body.pinned, Some(Some(true)));
+
+        let err =
+            parse_json::<PatchConversationBody>(br#"{"title":"t","colour":"red"}"#).unwrap_err();
+        assert_eq!(err.status, 422);
+        assert!(err.message.contains("colour"), "{}", err.message);
     }
 
     /// The built-in modes and models, no provider configured.

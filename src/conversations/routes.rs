@@ -1,20 +1,7 @@
 //! The conversation routes. Handlers authenticate, validate with [`super::input`], call the
 //! [`ConversationStore`] and shape the answer; nothing else happens here.
 //!
-//! The aliases that clients of the services Threadline replaces know point at the same
-//! handlers, so they cannot drift apart:
-//!
-//! | alias | service | native route |
-//! |---|---|---|
-//! | `GET /api/chat/threads` | ChronoChat | `GET /api/conversations` |
-//! | `GET /api/chat/threads/{id}` | ChronoChat | `GET /api/conversations/{id}` |
-//! | `DELETE /api/chat/threads/{id}` | ChronoChat | `DELETE /api/conversations/{id}` |
-//! | `PUT /api/chat/threads/{id}/title` | ChronoChat | `PUT /api/conversations/{id}/title` |
-//! | `GET /api/chats` | LLM_MODES | `GET /api/conversations` |
-//! | `POST /api/chats` | LLM_MODES | `POST /api/conversations` |
-//! | `GET /api/chats/{id}` | LLM_MODES | `GET /api/conversations/{id}` |
-//! | `PUT /api/chats/{id}` | LLM_MODES | `PATCH /api/conversations/{id}` |
-//! | `DELETE /api/chats/{id}` | LLM_MODES | `DELETE /api/conversations/{id}` |
+//! The paths the replaced services' clients know for these are in [`crate::compat`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,21 +47,6 @@ pub fn routes() -> Vec<Route> {
             handler!(export),
         ),
         Route::new(Method::Get, "/api/chat/stats", handler!(stats)),
-        // ChronoChat
-        Route::new(Method::Get, "/api/chat/threads", handler!(list)),
-        Route::new(Method::Get, "/api/chat/threads/{id}", handler!(show)),
-        Route::new(Method::Delete, "/api/chat/threads/{id}", handler!(delete)),
-        Route::new(
-            Method::Put,
-            "/api/chat/threads/{id}/title",
-            handler!(rename),
-        ),
-        // LLM_MODES
-        Route::new(Method::Get, "/api/chats", handler!(list)),
-        Route::new(Method::Post, "/api/chats", handler!(create)),
-        Route::new(Method::Get, "/api/chats/{id}", handler!(show)),
-        Route::new(Method::Put, "/api/chats/{id}", handler!(update)),
-        Route::new(Method::Delete, "/api/chats/{id}", handler!(delete)),
     ]
 }
 

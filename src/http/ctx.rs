@@ -21,6 +21,8 @@ pub struct Ctx {
     pub params: Params,
     /// The matched route template, for logs (`/api/conversations/{id}`), never the raw path.
     pub route: &'static str,
+    /// A body already read by a handler that handed the request on ([`Ctx::put_back_body`]).
+    pub read_body: Option<Vec<u8>>,
 }
 
 impl Ctx {
@@ -54,6 +56,9 @@ impl Ctx {
     /// Reads the body, refusing it with 413 when it is over the configured limit. A declared
     /// `Content-Length` over the limit never gets here: the pipeline refuses it before routing.
     pub async fn body_bytes(&mut self) -> ApiResult<Vec<u8>> {
+        if let Some(bytes) = self.read_body.take() {
+            return Ok(bytes);
+        }
         let limit = self.config.max_body_bytes;
         let bytes = self.req.bytes().await.map_err(|e| {
             ApiError::bad_request("unreadable_body", "The request body could not be read.")
@@ -63,6 +68,12 @@ impl Ctx {
             return Err(ApiError::payload_too_large(limit));
         }
         Ok(bytes)
+    }
+
+    /// Keeps a body that was read to decide where the request goes, for the handler it goes
+    /// to: a request body can be read only once.
+    pub fn put_back_body(&mut self, bytes: Vec<u8>) {
+        self.read_body = Some(bytes);
     }
 
     /// Parses a JSON body into `T`: 415 for another content type, 413 when too large,

@@ -30,6 +30,9 @@ pub struct ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// `Retry-After` of a 429 whose cause did not say how long to wait.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -50,6 +53,23 @@ impl ApiError {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self
+    }
+
+    /// The headers to answer with: the error's own, and a `Retry-After` on every 429 — when
+    /// the cause gave no time (a provider rate-limiting without saying for how long), a
+    /// short default, so a client never has to guess whether waiting helps.
+    pub fn response_headers(&self) -> Vec<(String, String)> {
+        let mut headers = self.headers.clone();
+        let has_retry_after = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("retry-after"));
+        if self.status == 429 && !has_retry_after {
+            headers.push((
+                "retry-after".to_string(),
+                DEFAULT_RETRY_AFTER_SECS.to_string(),
+            ));
+        }
+        headers
     }
 
     pub fn with_internal(mut self, detail: impl Into<String>) -> Self {
@@ -157,6 +177,8 @@ impl ApiError {
     }
 
     /// The JSON envelope sent to the client.
+    /// The body of the error response. `detail` repeats the message where FastAPI puts it,
+    /// so the replaced services' clients, which show `detail`, show ours.
     pub fn envelope(&self, request_id: &str) -> serde_json::Value {
         json!({
             "error": {
@@ -165,7 +187,8 @@ impl ApiError {
                 "type": self.openai_type(),
                 "param": self.field,
                 "request_id": request_id,
-            }
+            },
+            "detail": self.message,
         })
     }
 }
@@ -193,6 +216,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_429_answers_with_retry_after() {
+        let silent = ApiError::new(429, "provider_rate_limited", "slow down");
+        assert!(silent.response_headers().contains(&(
+            "retry-after".to_string(),
+            DEFAULT_RETRY_AFTER_SECS.to_string()
+        )));
+        let told = ApiError::rate_limited(42).response_headers();
+        let retry_afters: Vec<_> = told.iter().filter(|(n, _)| n == "retry-after").collect();
+        assert_eq!(
+            retry_afters,
+            [&("retry-after".to_string(), "42".to_string())]
+        );
+        assert!(ApiError::not_found().response_headers().is_empty());
+    }
+
+    #[test]
     fn envelope_is_also_a_valid_openai_error_body() {
         let err = ApiError::validation("email", "email is required");
         let body = err.envelope("req-1");
@@ -202,6 +241,10 @@ mod tests {
         assert_eq!(inner["type"], "invalid_request_error");
         assert_eq!(inner["param"], "email");
         assert_eq!(inner["request_id"], "req-1");
+        assert_eq!(
+            body["detail"], "email is required",
+            "FastAPI clients read `detail`"
+        );
     }
 
     #[test]

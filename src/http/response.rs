@@ -27,7 +27,7 @@ pub fn error_response(err: &ApiError, request_id: &str) -> Response {
     let body = err.envelope(request_id).to_string();
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json; charset=utf-8");
-    for (name, value) in &err.headers {
+    for (name, value) in &err.response_headers() {
         let _ = headers.set(name, value);
     }
     match Response::ok(body) {

@@ -137,37 +137,37 @@ fn match_template(template: &'static str, path: &str, rest: bool) -> Option<(usi
 
 /// Finds the route for `method` and `path`. A trailing slash is ignored (`/health/` is
 /// `/health`), as clients of the FastAPI services we replace send both.
+///
+/// The path is the template that fits it most literally, whatever the method: with
+/// `POST /conversations/chat` and `GET /conversations/{id}`, `GET /conversations/chat` is
+/// the chat path asked with the wrong method (405, `Allow: POST`), not a conversation
+/// called "chat".
 pub fn find<'a>(routes: &'a [Route], method: Option<Method>, path: &str) -> RouteMatch<'a> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    let mut best: Option<(usize, &Route, Params)> = None;
-    let mut allowed = Vec::new();
-    for route in routes {
-        if let Some((score, params)) = match_template(route.path, path, route.rest) {
-            if Some(route.method) == method {
-                if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                    best = Some((score, route, params));
-                }
-            } else {
-                allowed.push((score, route.method));
-            }
-        }
-    }
-    if let Some((_, route, params)) = best {
-        return RouteMatch::Found(route, params);
-    }
-    if allowed.is_empty() {
-        return RouteMatch::NotFound;
-    }
-    let top = allowed.iter().map(|(s, _)| *s).max().unwrap_or(0);
-    let mut methods: Vec<Method> = allowed
-        .into_iter()
-        .filter(|(s, _)| *s == top)
-        .map(|(_, m)| m)
+    let matches: Vec<(usize, &Route, Params)> = routes
+        .iter()
+        .filter_map(|route| {
+            match_template(route.path, path, route.rest)
+                .map(|(score, params)| (score, route, params))
+        })
         .collect();
+    let Some(top) = matches.iter().map(|(score, _, _)| *score).max() else {
+        return RouteMatch::NotFound;
+    };
+    let mut methods = Vec::new();
+    for (score, route, params) in matches {
+        if score != top {
+            continue;
+        }
+        if Some(route.method) == method {
+            return RouteMatch::Found(route, params);
+        }
+        methods.push(route.method);
+    }
     methods.sort();
     methods.dedup();
     RouteMatch::MethodNotAllowed(methods)
@@ -212,6 +212,21 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_path_asked_with_another_method_is_405_not_a_parameter() {
+        let t = vec![
+            Route::new(Method::Get, "/c/{id}", dummy),
+            Route::new(Method::Delete, "/c/{id}", dummy),
+            Route::new(Method::Post, "/c/chat", dummy),
+        ];
+        match find(&t, Some(Method::Get), "/c/chat") {
+            RouteMatch::MethodNotAllowed(allowed) => assert_eq!(allowed, [Method::Post]),
+            _ => panic!("GET /c/chat must be 405"),
+        }
+        let (path, params) = found(find(&t, Some(Method::Get), "/c/abc"));
+        assert_eq!((path.as_str(), params["id"].as_str()), ("/c/{id}", "abc"));
+    }
+
+    #[test]
     fn parameters_are_captured_by_name() {
         let t = table();
         let (path, params) = found(find(&t, Some(Method::Get), "/api/items/42/parts/a-b"));
@@ -244,15 +259,14 @@ mod tests {
     }
 
     #[test]
-    fn a_rest_parameter_and_a_longer_template_each_keep_their_method() {
+    fn a_longer_literal_template_beats_a_rest_parameter_whatever_the_method() {
         let t = table();
         let (path, _) = found(find(&t, Some(Method::Delete), "/files/x/lock"));
         assert_eq!(path, "/files/{path}/lock");
-        let (path, params) = found(find(&t, Some(Method::Get), "/files/x/lock"));
-        assert_eq!(
-            (path.as_str(), params["path"].as_str()),
-            ("/files/{path}", "x/lock")
-        );
+        match find(&t, Some(Method::Get), "/files/x/lock") {
+            RouteMatch::MethodNotAllowed(m) => assert_eq!(m, vec![Method::Delete]),
+            _ => panic!("expected 405: /files/{{path}}/lock is the more literal template"),
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The service's own pages: `/` (what this is), `/openapi.json` and the `/docs` reference page.
+//! The service's own pages: `/` (what this is), `/openapi.json`, and two renderings of it:
+//! `/docs` (Swagger UI, to try requests) and `/redoc` (ReDoc, to read), both served from the
+//! worker's own static assets.
 //!
 //! The OpenAPI document is written by hand in `openapi.json` at the repository root
 //! (descriptions, examples and schemas a generator could not know); the tests in the
@@ -21,6 +23,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::Get, "/", handler!(index)),
         Route::new(Method::Get, "/openapi.json", handler!(openapi_document)),
         Route::new(Method::Get, "/docs", handler!(docs_page)),
+        Route::new(Method::Get, "/redoc", handler!(redoc_page)),
         Route::new(Method::Get, "/docs/assets/{file}", handler!(docs_asset)),
     ]
 }
@@ -36,6 +39,7 @@ async fn index(cx: Ctx) -> ApiResult<Response> {
             "environment": cx.config.environment.as_str(),
             "links": {
                 "docs": "/docs",
+                "redoc": "/redoc",
                 "openapi": "/openapi.json",
                 "health": "/health",
             }
@@ -89,6 +93,33 @@ async fn docs_page(_cx: Ctx) -> ApiResult<Response> {
     Ok(Response::ok(DOCS_HTML)?.with_headers(headers))
 }
 
+const REDOC_HTML: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Threadline API reference</title>
+</head>
+<body>
+  <redoc spec-url="/openapi.json"></redoc>
+  <script src="/docs/assets/redoc.standalone.js"></script>
+</body>
+</html>
+"#;
+
+/// GET /redoc — the same document as a ReDoc page, for LLM_MODES and ChronoChat users who
+/// know it there. Its script is a static asset like Swagger UI's; ReDoc styles with inline
+/// `<style>` and searches in a `blob:` worker, which the policy allows and nothing more.
+async fn redoc_page(_cx: Ctx) -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/html; charset=utf-8")?;
+    headers.set(
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; worker-src 'self' blob:; connect-src 'self'",
+    )?;
+    Ok(Response::ok(REDOC_HTML)?.with_headers(headers))
+}
+
 /// GET /docs/assets/{file} — the docs page's script and styles (static assets, outside the wasm).
 async fn docs_asset(cx: Ctx) -> ApiResult<Response> {
     let file = cx.param("file")?;
@@ -97,7 +128,10 @@ async fn docs_asset(cx: Ctx) -> ApiResult<Response> {
         headers.set("content-type", "text/javascript; charset=utf-8")?;
         return Ok(Response::ok(DOCS_INIT_JS)?.with_headers(headers));
     }
-    if !matches!(file, "swagger-ui.css" | "swagger-ui-bundle.js") {
+    if !matches!(
+        file,
+        "swagger-ui.css" | "swagger-ui-bundle.js" | "redoc.standalone.js"
+    ) {
         return Err(ApiError::not_found());
     }
     let assets = cx

@@ -18,6 +18,7 @@
 use serde_json::{json, Value};
 use worker::Response;
 
+use crate::http::coalesce::Coalesce;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
@@ -51,10 +52,17 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// POST /v1/chat/completions — OpenAI-compatible chat completion, streamed or not.
-async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
+async fn chat_completions(cx: Ctx) -> ApiResult<Response> {
+    completions(cx, false).await
+}
+
+/// An OpenAI chat completion, streamed when the body asks or `force_stream` (for routes of
+/// replaced services that always stream).
+pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Response> {
     v1_caller(&cx).await?;
     let body: CompletionRequest = cx.json().await?;
-    let (options, request) = to_unified(body)?;
+    let (mut options, request) = to_unified(body)?;
+    options.stream |= force_stream;
     let client = ProviderClient::new(&cx);
     let created = SystemClock.now_secs();
     if !options.stream {
@@ -75,7 +83,9 @@ async fn chat_completions(mut cx: Ctx) -> ApiResult<Response> {
         include_usage: options.include_usage,
         request_id: cx.request_id.clone(),
     };
-    event_stream_response(ChunkStream::new(stream, writer))
+    // Chunks decoded from one upstream read are written as one (the chat relay does its own
+    // accounting of what the client took, so only this stream is joined).
+    event_stream_response(Coalesce::new(ChunkStream::new(stream, writer)))
 }
 
 /// GET /v1/models — the models (and aliases) this deployment serves, in OpenAI's list shape:

@@ -1,4 +1,4 @@
-//! `GET /api/models` (alias `GET /models`) — the models this deployment can serve right now.
+//! `GET /api/models` — the models this deployment can serve right now.
 //!
 //! The answer merges three sources: the catalogue entries (built-in and `EXTRA_MODELS`) of
 //! the configured providers, the operator's aliases, and — for each configured provider —
@@ -24,10 +24,7 @@ use crate::providers::client::ProviderClient;
 use crate::providers::settings::{ProviderSettings, Upstream};
 
 pub fn routes() -> Vec<Route> {
-    vec![
-        Route::new(Method::Get, "/api/models", handler!(list)),
-        Route::new(Method::Get, "/models", handler!(list)),
-    ]
+    vec![Route::new(Method::Get, "/api/models", handler!(list))]
 }
 
 /// How long a successful provider listing is cached.

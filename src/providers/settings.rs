@@ -276,7 +276,7 @@ fn read_upstream(
     let configured_url = src.get(builtin.url_var).and_then(|raw| {
         let url = raw.trim().trim_end_matches('/').to_string();
         if valid_base_url(&url) {
-            Some(url)
+            Some(with_default_path(builtin.kind, url))
         } else {
             warnings.push(format!(
                 "{}={raw:?} is not an http(s) URL; using the default",
@@ -316,6 +316,18 @@ fn read_upstream(
         },
         timeout_secs,
     })
+}
+
+/// An OpenAI-compatible server named by its bare address (`http://localhost:11434`, as Ollama
+/// documents it and Web+'s `OLLAMA_BASE_URL` carries it) serves that API under `/v1`; a URL
+/// with any path of its own is taken as it is (a proxy may mount the API elsewhere).
+fn with_default_path(kind: ProviderKind, url: String) -> String {
+    let bare = url::Url::parse(&url).is_ok_and(|u| u.path() == "/" || u.path().is_empty());
+    if kind == ProviderKind::OpenAiCompatible && bare {
+        format!("{url}/v1")
+    } else {
+        url
+    }
 }
 
 fn valid_base_url(raw: &str) -> bool {
@@ -431,6 +443,30 @@ mod tests {
             s.upstream("openai").map(|u| u.endpoint.base_url.as_str()),
             Some("http://127.0.0.1:9999/v1")
         );
+    }
+
+    #[test]
+    fn an_ollama_address_without_a_path_gets_the_openai_compatible_v1() {
+        for (set, used) in [
+            ("http://localhost:11434", "http://localhost:11434/v1"),
+            ("http://localhost:11434/", "http://localhost:11434/v1"),
+            ("http://localhost:11434/v1", "http://localhost:11434/v1"),
+            (
+                "http://gpu-box:8000/openai/v1",
+                "http://gpu-box:8000/openai/v1",
+            ),
+        ] {
+            let (s, _) = settings(&[("OLLAMA_BASE_URL", set)]);
+            let base = s.upstream("ollama").map(|u| u.endpoint.base_url.clone());
+            assert_eq!(base.as_deref(), Some(used), "{set}");
+        }
+        // Only the keyless OpenAI-compatible server: other providers' paths are their own.
+        let (s, _) = settings(&[
+            ("OPENAI_API_KEY", "k"),
+            ("OPENAI_BASE_URL", "http://localhost:9"),
+        ]);
+        let base = s.upstream("openai").map(|u| u.endpoint.base_url.clone());
+        assert_eq!(base.as_deref(), Some("http://localhost:9"));
     }
 
     #[test]

@@ -7,12 +7,16 @@
 //! refresh-token reuse) live in D1 instead. A limit is `N/SECONDS`, e.g. `10/60`.
 
 //!
-//! This file is the pure part (limits, their settings, the window arithmetic); [`kv`] counts
-//! requests in KV.
+//! This file is the pure part (limits, their settings, the window arithmetic); [`local`] is
+//! the isolate's own count of each window (pure too), and [`kv`] shares it through KV.
 
 pub mod kv;
+pub mod local;
 
-use crate::config::source::ConfigSource;
+use crate::config::source::{parse_number, ConfigSource};
+
+/// Default of `RATE_LIMIT_SYNC_MS`: KV takes about one write per second per key.
+pub const DEFAULT_SYNC_MS: u64 = 1000;
 use crate::http::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,9 @@ pub struct RateLimits {
     pub chat_per_user: Limit,
     /// `RATE_LIMIT_V1` — `/v1` calls per user or API key owner.
     pub v1_per_user: Limit,
+    /// `RATE_LIMIT_SYNC_MS` (1000) — how often at most an isolate reconciles a window's
+    /// count with KV (see [`local`] for the tolerance this gives).
+    pub sync_ms: u64,
 }
 
 impl Default for RateLimits {
@@ -67,6 +74,7 @@ impl Default for RateLimits {
             mfa_per_user: Limit::new(10, 300),
             chat_per_user: Limit::new(60, 60),
             v1_per_user: Limit::new(120, 60),
+            sync_ms: DEFAULT_SYNC_MS,
         }
     }
 }
@@ -93,6 +101,7 @@ impl RateLimits {
             mfa_per_user: read("RATE_LIMIT_MFA", d.mfa_per_user),
             chat_per_user: read("RATE_LIMIT_CHAT", d.chat_per_user),
             v1_per_user: read("RATE_LIMIT_V1", d.v1_per_user),
+            sync_ms: parse_number(src, "RATE_LIMIT_SYNC_MS", d.sync_ms, 0, 60_000, warnings),
         }
     }
 }

@@ -441,7 +441,8 @@ describe('accounts (development worker, default settings)', () => {
     const u = await registerAndLogin(w);
     const k = await createApiKey(w, u.access_token, { name: 'ci' });
     assert.match(k.key, /^tl_[A-Za-z0-9]{40}$/);
-    assert.equal(k.key.slice(3, 11), k.prefix);
+    // The prefix is literally how the key begins, `tl_` included, so a user can match them.
+    assert.equal(k.prefix, k.key.slice(0, 11));
     const list = await call(w.url, 'GET', '/api/keys', { token: u.access_token });
     assert.equal(list.body.keys.length, 1);
     assert.equal(list.body.keys[0].prefix, k.prefix);
@@ -457,8 +458,9 @@ describe('accounts (development worker, default settings)', () => {
     envelope(assert, await call(w.url, 'DELETE', `/api/keys/${k.id}`, { token: stranger.access_token }), 404);
     assert.equal((await call(w.url, 'DELETE', `/api/keys/${k.id}`, { token: u.access_token })).status, 204);
     envelope(assert, await me(w, k.key), 401, 'api_key_invalid');
+    // Expired (made so in D1 before its first use: once used, the isolate remembers the row
+    // for AUTH_CACHE_SECS, and checks the expiry it read on every request).
     const expiring = await createApiKey(w, u.access_token, { name: 'short', expires_in_days: 1 });
-    assert.equal((await me(w, expiring.key)).status, 200);
     await w.sql(`update api_keys set expires_at = 1 where id = '${expiring.id}'`);
     envelope(assert, await me(w, expiring.key), 401, 'api_key_invalid');
     envelope(assert, await call(w.url, 'POST', '/api/keys', { token: u.access_token, json: { name: '' } }), 422);
@@ -638,5 +640,46 @@ describe('accounts across configurations', () => {
     } finally {
       await w.stop();
     }
+  });
+});
+
+describe('credentials the isolate remembers (AUTH_CACHE_SECS)', () => {
+  const CACHE_SECS = 2;
+  let w;
+  before(async () => {
+    w = await startWorker({ vars: { AUTH_CACHE_SECS: String(CACHE_SECS), RATE_LIMIT_REGISTER: '1000/600' } });
+  });
+  after(async () => { await w?.stop(); });
+  const waitPastTheBound = () => sleep(CACHE_SECS * 1000 + 500);
+
+  test('a key revoked elsewhere stops working here within AUTH_CACHE_SECS; revoked here, at once', async () => {
+    const u = await registerAndLogin(w);
+    const elsewhere = await createApiKey(w, u.access_token, { name: 'revoked elsewhere' });
+    const here = await createApiKey(w, u.access_token, { name: 'revoked here' });
+    assert.equal((await me(w, elsewhere.key)).status, 200);
+    assert.equal((await me(w, here.key)).status, 200);
+
+    // Another isolate's revocation reaches D1 but not this isolate's memory.
+    await w.sql(`update api_keys set revoked_at = ${Date.now()} where id = '${elsewhere.id}'`);
+    await waitPastTheBound();
+    envelope(assert, await me(w, elsewhere.key), 401, 'api_key_invalid');
+
+    assert.equal((await call(w.url, 'DELETE', `/api/keys/${here.id}`, { token: u.access_token })).status, 204);
+    envelope(assert, await me(w, here.key), 401, 'api_key_invalid');
+  });
+
+  test('a session ended elsewhere stops working here within AUTH_CACHE_SECS; logged out here, at once', async () => {
+    const u = await registerAndLogin(w);
+    const other = await call(w.url, 'POST', '/api/auth/login-json', { json: { email: u.email, password: u.password } });
+    assert.equal((await me(w, u.access_token)).status, 200);
+    assert.equal((await me(w, other.body.access_token)).status, 200);
+
+    const sid = JSON.parse(Buffer.from(u.access_token.split('.')[1], 'base64url')).sid;
+    await w.kvDelete(`session:${sid}`);
+    await waitPastTheBound();
+    envelope(assert, await me(w, u.access_token), 401, 'session_revoked');
+
+    assert.equal((await call(w.url, 'POST', '/api/auth/logout', { token: other.body.access_token })).status, 204);
+    envelope(assert, await me(w, other.body.access_token), 401, 'session_revoked');
   });
 });

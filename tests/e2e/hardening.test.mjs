@@ -40,6 +40,13 @@ describe('hostile input (development worker)', () => {
     }
   });
 
+  test('a literal path asked with another method is 405, not read as an id', async () => {
+    // POST /conversations/chat (Chatflow) beside GET /conversations/{id}.
+    const res = await call(w.url, 'GET', '/conversations/chat', { token: ada.access_token });
+    envelope(assert, res, 405, 'method_not_allowed');
+    assert.equal(res.headers.get('allow'), 'POST');
+  });
+
   test('a declared Content-Length over the limit is refused with 413 before anything else runs', async () => {
     // Authentication would answer 401 first if the size were checked only when the handler
     // reads the body; the declared length is checked before routing.

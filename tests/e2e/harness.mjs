@@ -154,6 +154,11 @@ export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
       const { stdout } = await execFileAsync(WRANGLER, args, { cwd: dir, env: childEnv(), timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
       return JSON.parse(stdout).map((k) => k.name);
     },
+    /** Deletes a key from the worker's local KV behind its back (as another isolate would). */
+    async kvDelete(key) {
+      const args = ['kv', 'key', 'delete', key, '--binding', 'KV', '--local', '--persist-to', stateDir, '--config', config];
+      await execFileAsync(WRANGLER, args, { cwd: dir, env: childEnv(), timeout: 60_000 });
+    },
     async stop({ keepState = false } = {}) {
       if (!exited) {
         try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }

@@ -242,6 +242,13 @@ describe('providers through the worker', () => {
       assert.equal(chatRequests(provider).length, 1, 'a long Retry-After is not waited for');
     });
 
+    test(`${provider}: an upstream 429 that gives no time still answers with Retry-After`, async () => {
+      env.s.script({ queue: [{ match: { provider }, status: 429, times: 10 }] });
+      const res = await chat({ model: p.plain });
+      envelope(assert, res, 429, 'provider_rate_limited');
+      assert.match(res.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
+    });
+
     test(`${provider}: upstream 5xx after retries is 502/503 naming the provider`, async () => {
       env.s.script({ queue: [{ match: { provider }, status: 500, times: 3 }] });
       const res = await chat({ model: p.plain });

@@ -644,7 +644,9 @@ function geminiPlan(ctx) {
 // The server
 // ---------------------------------------------------------------------------
 
-export async function startStandIn({ port = 0, host = '127.0.0.1', record = true, maxRecorded = 10000 } = {}) {
+// `ollamaAtRoot`: serve Ollama's OpenAI-compatible API at `/v1` of a bare address, as a real
+// Ollama at `http://localhost:11434` does (this stand-in then speaks only Ollama).
+export async function startStandIn({ port = 0, host = '127.0.0.1', record = true, maxRecorded = 10000, ollamaAtRoot = false } = {}) {
   const requests = [];
   const state = { queue: [], defaults: [], keys: {}, seq: 0 };
 
@@ -744,7 +746,7 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
     if (url.pathname.startsWith('/__')) return control(req, res, url, raw);
 
     const query = Object.fromEntries(url.searchParams);
-    const r = route(req.method, url.pathname, req.headers);
+    const r = route(req.method, ollamaAtRoot && !url.pathname.startsWith('/__') ? `/ollama${url.pathname}` : url.pathname, req.headers);
     const text = raw.toString('utf8');
     let body = text;
     let parseError = false;

@@ -92,6 +92,12 @@ pub fn is_api_key_format(s: &str) -> bool {
     }
 }
 
+/// The stored display prefix as the user sees the key begin (`tl_` and the stored
+/// characters), so the listing's `prefix` is a literal prefix of the key shown at creation.
+pub fn shown_prefix(stored: &str) -> String {
+    format!("{API_KEY_PREFIX}{stored}")
+}
+
 /// The display prefix of a well-formed API key, for looking up its row; `None` otherwise.
 pub fn api_key_display_prefix(s: &str) -> Option<&str> {
     if is_api_key_format(s) {
@@ -181,6 +187,18 @@ mod tests {
     fn no_token_or_key_is_made_without_secure_randomness() {
         assert!(random_token(&BrokenRandomSource, TOKEN_BYTES).is_err());
         assert!(generate_api_key(&BrokenRandomSource).is_err());
+    }
+
+    #[test]
+    fn the_shown_prefix_is_how_the_key_itself_begins() {
+        let (key, stored) = generate_api_key(&CountingRandomSource::starting_at(0)).unwrap();
+        let shown = shown_prefix(&stored);
+        assert!(key.starts_with(&shown), "{key} does not start with {shown}");
+        assert_eq!(
+            shown.len(),
+            API_KEY_PREFIX.len() + API_KEY_DISPLAY_PREFIX_CHARS
+        );
+        assert_eq!(api_key_display_prefix(&key), Some(stored.as_str()));
     }
 
     #[test]

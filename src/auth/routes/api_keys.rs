@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::Response;
 
-use crate::auth::crypto::secrets::{generate_api_key, sha256_hex};
-use crate::auth::guard::{self, Principal};
+use crate::auth::crypto::secrets::{generate_api_key, sha256_hex, shown_prefix};
+use crate::auth::guard::{self, Principal, Revoked};
 use crate::auth::store;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
@@ -102,7 +102,7 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
         &json!({
             "id": id,
             "name": name,
-            "prefix": prefix,
+            "prefix": shown_prefix(&prefix),
             "key": key,
             "created_at": now_ms,
             "expires_at": expires_at,
@@ -114,7 +114,10 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
 /// GET /api/keys — the user's active keys: prefix, name, created, last used, expiry.
 async fn list(cx: Ctx) -> ApiResult<Response> {
     let principal = session_principal(&cx).await?;
-    let rows = store::list_api_keys(&d1::database(&cx)?, &principal.user_id).await?;
+    let mut rows = store::list_api_keys(&d1::database(&cx)?, &principal.user_id).await?;
+    for row in &mut rows {
+        row.prefix = shown_prefix(&row.prefix);
+    }
     response::json(200, &json!({ "keys": rows }))
 }
 
@@ -135,5 +138,6 @@ async fn revoke(cx: Ctx) -> ApiResult<Response> {
     if !revoked {
         return Err(ApiError::not_found());
     }
+    guard::forget(Revoked::ApiKey { id: &id });
     response::no_content()
 }

@@ -9,6 +9,7 @@ use worker::Response;
 use crate::auth::account::{check_new_password, issue_email_token};
 use crate::auth::crypto::secrets::sha256_hex;
 use crate::auth::email::{self, Mailer};
+use crate::auth::guard::{self, Revoked};
 use crate::auth::sessions::SessionStore;
 use crate::auth::store;
 use crate::http::ctx::{required, Ctx};
@@ -198,6 +199,10 @@ async fn reset_password(mut cx: Ctx) -> ApiResult<Response> {
     store::set_password(&db, &user.id, &hash, now_ms).await?;
     store::clear_failures(&db, &user.email).await?;
     SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
+    guard::forget(Revoked::SessionsOf {
+        user_id: &user.id,
+        keep: None,
+    });
     response::json(
         200,
         &json!({ "message": "Password changed. Log in with the new password." }),

@@ -13,10 +13,10 @@ use crate::auth::crypto::access_token::{TokenType, MFA_TOKEN_TTL_SECS};
 use crate::auth::crypto::password_hash::{
     hash_password, needs_rehash, verify_password, Argon2Params, DUMMY_HASH,
 };
-use crate::auth::guard::{self, Principal};
-use crate::auth::sessions::{RefreshRefused, SessionStore};
+use crate::auth::guard::{self, Principal, Revoked};
+use crate::auth::sessions::{session_id_of, RefreshRefused, SessionStore};
 use crate::auth::store::{self};
-use crate::http::ctx::{required, Ctx};
+use crate::http::ctx::{require_media_type, required, Ctx};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
@@ -29,7 +29,7 @@ use crate::rate_limit::kv::{self as rate_limit, client_ip};
 pub fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::Post, "/api/auth/register", handler!(register)),
-        Route::new(Method::Post, "/api/auth/login", handler!(login_form)),
+        Route::new(Method::Post, "/api/auth/login", handler!(login_either)),
         Route::new(Method::Post, "/api/auth/login-json", handler!(login_json)),
         Route::new(Method::Post, "/api/auth/refresh", handler!(refresh)),
         Route::new(Method::Post, "/api/auth/logout", handler!(logout)),
@@ -223,7 +223,24 @@ async fn login(cx: &Ctx, username: &str, password: &str) -> ApiResult<Response> 
 }
 
 /// POST /api/auth/login — the OAuth2 password grant, form-encoded (`username` = email,
-/// `password`), so the docs page's "Authorize" button and OAuth2 clients work.
+/// `password`), so the docs page's "Authorize" button and OAuth2 clients work; or the same
+/// login as JSON, which LLM_MODES and ChronoChat clients post here. The body's media type
+/// decides; anything else is 415 naming both.
+async fn login_either(cx: Ctx) -> ApiResult<Response> {
+    let media = cx.header("content-type").unwrap_or_default();
+    if require_media_type(Some(&media), "application/json").is_ok() {
+        login_json(cx).await
+    } else if require_media_type(Some(&media), FORM).is_ok() {
+        login_form(cx).await
+    } else {
+        Err(ApiError::unsupported_media_type(&format!(
+            "{FORM} or application/json"
+        )))
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
 async fn login_form(mut cx: Ctx) -> ApiResult<Response> {
     let form = cx.form().await?;
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -285,11 +302,18 @@ async fn refresh(mut cx: Ctx) -> ApiResult<Response> {
     let token = required(&body.refresh_token, "refresh_token")?.to_string();
     let now_ms = SystemClock.now_ms();
     match SessionStore::new(&cx)?.rotate(&token, now_ms).await? {
-        Ok((session, new_refresh)) => token_response(&cx, &session.user_id, &session.id, &new_refresh, now_ms),
-        Err(RefreshRefused::Reused) => Err(ApiError::unauthorized(
+        Ok((session, new_refresh)) => {
+            token_response(&cx, &session.user_id, &session.id, &new_refresh, now_ms)
+        }
+        Err(RefreshRefused::Reused) => {
+            if let Some(sid) = session_id_of(&token) {
+                guard::forget(Revoked::Session { id: sid });
+            }
+            Err(ApiError::unauthorized(
             "refresh_token_reused",
             "This refresh token was already used; the session has been ended for safety. Log in again.",
-        )),
+        ))
+        }
         Err(RefreshRefused::Invalid) => Err(ApiError::unauthorized(
             "refresh_token_invalid",
             "The refresh token is invalid or expired.",
@@ -313,6 +337,7 @@ async fn logout(cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke(&principal.user_id, sid)
         .await?;
+    guard::forget(Revoked::Session { id: sid });
     response::no_content()
 }
 
@@ -322,6 +347,10 @@ async fn logout_all(cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke_all(&principal.user_id, None)
         .await?;
+    guard::forget(Revoked::SessionsOf {
+        user_id: &principal.user_id,
+        keep: None,
+    });
     response::no_content()
 }
 
@@ -385,5 +414,6 @@ async fn delete_session(cx: Ctx) -> ApiResult<Response> {
         return Err(ApiError::not_found());
     }
     store.revoke(&principal.user_id, &id).await?;
+    guard::forget(Revoked::Session { id: &id });
     response::no_content()
 }

@@ -1,12 +1,13 @@
 //! `/api/users` — the caller's profile, password change and account deletion.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::Response;
 
 use crate::auth::account::check_new_password;
 use crate::auth::crypto::password_hash::verify_password;
-use crate::auth::guard;
+use crate::auth::guard::{self, Revoked};
 use crate::auth::sessions::SessionStore;
 use crate::auth::store;
 use crate::http::ctx::required;
@@ -50,6 +51,20 @@ async fn get_profile(cx: Ctx) -> ApiResult<Response> {
 struct ProfileBody {
     full_name: Option<Option<String>>,
     preferences: Option<Value>,
+    // What a profile returns but no client sets, ignored so a client can PUT back the whole
+    // profile it read; the email changes only through its own verified flow, never here.
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
+    #[serde(default, rename = "email")]
+    _email: Option<IgnoredAny>,
+    #[serde(default, rename = "email_verified")]
+    _email_verified: Option<IgnoredAny>,
+    #[serde(default, rename = "mfa_enabled")]
+    _mfa_enabled: Option<IgnoredAny>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<IgnoredAny>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<IgnoredAny>,
 }
 
 /// PUT /api/users/profile — sets `full_name` and/or `preferences` (a JSON object); fields
@@ -133,6 +148,10 @@ async fn change_password(mut cx: Ctx) -> ApiResult<Response> {
     SessionStore::new(&cx)?
         .revoke_all(&user.id, principal.session_id.as_deref())
         .await?;
+    guard::forget(Revoked::SessionsOf {
+        user_id: &user.id,
+        keep: principal.session_id.as_deref(),
+    });
     response::json(
         200,
         &json!({ "message": "Password changed. Other sessions have been logged out." }),
@@ -163,5 +182,6 @@ async fn delete_account(mut cx: Ctx) -> ApiResult<Response> {
     // the other order could leave live sessions of a deleted user.
     SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
     store::delete_user(&db, &user).await?;
+    guard::forget(Revoked::User { user_id: &user.id });
     response::no_content()
 }

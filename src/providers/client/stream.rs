@@ -73,7 +73,13 @@ pub(super) struct UpstreamEvents {
     pending: VecDeque<ProviderEvent>,
     /// A `Finish` or `Error` was queued: nothing more is emitted.
     ended: bool,
+    /// One timer per silence period, not one per chunk (a timer is a JS crossing each way):
+    /// a chunk only notes when it came, and a timer that fires after chunks is re-armed for
+    /// what is left of the timeout since the last one.
     idle_timer: Option<LocalBoxFuture<'static, ()>>,
+    /// A chunk arrived since the timer was armed, at `last_chunk_ms`.
+    chunk_since_armed: bool,
+    last_chunk_ms: u64,
     /// Our idle timeout fired (as opposed to the provider reporting a timeout).
     timed_out: bool,
 }
@@ -89,6 +95,8 @@ impl UpstreamEvents {
             pending: VecDeque::new(),
             ended: false,
             idle_timer: None,
+            chunk_since_armed: false,
+            last_chunk_ms: 0,
             timed_out: false,
         }
     }
@@ -148,7 +156,10 @@ impl UpstreamEvents {
             };
             match body.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    self.idle_timer = None;
+                    if self.idle_timer.is_some() {
+                        self.chunk_since_armed = true;
+                        self.last_chunk_ms = self.transport.clock().now_ms();
+                    }
                     self.on_chunk(&chunk);
                 }
                 Poll::Ready(Some(Err(_))) if self.transport.client_gone() => self.on_end(),
@@ -171,6 +182,17 @@ impl UpstreamEvents {
                         .get_or_insert_with(|| transport.sleep(secs * 1000));
                     match timer.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) if self.chunk_since_armed => {
+                            // Not silent for the whole period: wait out the rest of it.
+                            self.chunk_since_armed = false;
+                            let since = self
+                                .transport
+                                .clock()
+                                .now_ms()
+                                .saturating_sub(self.last_chunk_ms);
+                            let rest = (secs * 1000).saturating_sub(since).max(1);
+                            self.idle_timer = Some(self.transport.sleep(rest));
+                        }
                         Poll::Ready(()) => {
                             self.idle_timer = None;
                             self.body = None;

@@ -113,6 +113,11 @@ pub(super) fn upstream_request(
     wire::build_request(&request, &upstream.endpoint)
 }
 
+/// The largest non-stream answer read in one piece (by its `Content-Length`); anything larger
+/// or of unknown length is read chunk by chunk, so the size limits of the callers hold
+/// before the bytes are in memory.
+const WHOLE_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 /// `fetch` with an `AbortController` per request, aborted when the caller drops the request
 /// or its body early (timeouts, a client that left) and when the client disconnects.
 pub struct WorkerTransport {
@@ -189,9 +194,27 @@ pub(super) async fn worker_fetch(
     let status = response.status_code();
     let retry_after_ms = header("retry-after-ms");
     let retry_after = header("retry-after");
-    let body: Body = match response.stream() {
-        Ok(inner) => Box::pin(GuardedBody { inner, guard }),
-        Err(_) => Box::pin(futures::stream::empty()),
+    let streamed = request
+        .headers
+        .iter()
+        .any(|(name, value)| name == "accept" && value == "text/event-stream");
+    let small_enough = header("content-length")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .is_some_and(|n| n <= WHOLE_BODY_MAX_BYTES);
+    let body: Body = if !streamed && small_enough {
+        // A JSON answer of known, bounded size is read in one piece: one promise instead of
+        // a reader's promise per chunk.
+        Box::pin(futures::stream::once(async move {
+            let mut guard = guard;
+            let bytes = response.bytes().await.map_err(|e| e.to_string());
+            guard.armed = false;
+            bytes
+        }))
+    } else {
+        match response.stream() {
+            Ok(inner) => Box::pin(GuardedBody { inner, guard }),
+            Err(_) => Box::pin(futures::stream::empty()),
+        }
     };
     Ok(Reply {
         status,
@@ -207,7 +230,7 @@ impl Transport for WorkerTransport {
     }
 
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
-        Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+        crate::platform::timer::sleep(ms)
     }
 
     fn clock(&self) -> &dyn Clock {
