@@ -8,6 +8,7 @@ use std::rc::Rc;
 use serde_json::json;
 use worker::Response;
 
+use crate::http::coalesce::Coalesce;
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
@@ -113,7 +114,9 @@ async fn create(mut cx: Ctx) -> ApiResult<Response> {
         let stream = client.stream(&turn.model, request).await?;
         let meta = meta(&turn, id, now_ms, &stream.model().id)?;
         let writer = EventWriter::new(meta, cx.request_id.clone());
-        return event_stream_response(ResponseEventStream::new(stream, writer, pending));
+        // Events decoded from one upstream read go out in one write, as on chat completions.
+        let events = ResponseEventStream::new(stream, writer, pending);
+        return event_stream_response(Coalesce::new(events));
     }
     let answer = client.complete(&turn.model, request).await?;
     let meta = meta(&turn, id, now_ms, &answer.model.id)?;
