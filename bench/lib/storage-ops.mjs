@@ -1,6 +1,6 @@
 // What one request did with storage, from bench/storage-sim.mjs's records: which D1 and KV
 // calls ran before the provider call, which in parallel with it, which after, and how many
-// round trips sat one after another in front of it.
+// round trips the provider call waited for, one after another.
 //
 // Every record has a start and an end sequence number from one counter, so "A finished before
 // B began" is `A.endSeq < B.startSeq`, exactly. Two calls overlapping in time are parallel.
@@ -27,6 +27,25 @@ export function sequential(ops) {
   const waves = Array.from({ length: chain }, () => []);
   for (const op of sorted) waves[depth.get(op) - 1].push(op);
   return { chain, waves };
+}
+
+/**
+ * The calls `pivot` (a sequence number) waited on, as a critical path read backwards: the call
+ * that ended last before it, then the one that ended last before that one began, and so on.
+ * A call that merely finished early in the background (a counter written while a slower read
+ * was still out) is not on it.
+ */
+export function waitedOn(ops, pivot) {
+  const chain = [];
+  let limit = pivot;
+  for (;;) {
+    let prev = null;
+    for (const o of ops) if (o.endSeq < limit && (!prev || o.endSeq > prev.endSeq)) prev = o;
+    if (!prev) break;
+    chain.unshift(prev);
+    limit = prev.startSeq;
+  }
+  return chain;
 }
 
 const count = (ops) => ({
@@ -69,7 +88,12 @@ export function splitAroundProvider(records) {
   const timeline = sequential([...storage, ...fetches.filter((f) => f.endSeq != null), ...(response ? [response] : [])]);
   return {
     providerCalls: fetches.length,
-    before: { ...count(before), sequential: seqBefore.chain, waves: describeWaves(seqBefore.waves) },
+    before: {
+      ...count(before),
+      sequential: waitedOn(before, pivot).length,
+      waitedOn: waitedOn(before, pivot).map(label),
+      longestChain: seqBefore.chain,
+    },
     parallel: { ...count(parallel), ops: parallel.map(label) },
     after: { ...count(after), afterResponse: afterResponse.length, ops: after.map(label) },
     total: { ...count(storage), sequential: seqAll.chain },
