@@ -31,7 +31,7 @@ help:
 	@echo "make test   - native, wasm and end-to-end tests"
 	@echo "make lint   - cargo fmt --check and clippy on host and wasm targets"
 	@echo "make deploy - build and wrangler deploy (see README, Deploy)"
-	@echo "make bench  - benchmark against Portkey and LiteLLM (~10 min); writes bench/RESULTS.md"
+	@echo "make bench  - Threadline on workerd (Miniflare) against a JS floor and Portkey (~10 min); writes bench/RESULTS.md"
 	@echo "make fuzz   - schemathesis against the real worker (FUZZ_MAX_EXAMPLES, FUZZ_SEED, FUZZ_MAX_TIME)"
 	@echo "make fuzz-ci - the short fuzz pass CI runs (2-3 min)"
 
@@ -142,8 +142,9 @@ deploy: build
 
 .PHONY: bench bench-tools check-size
 
-# LiteLLM: the newest release whose dependencies all resolve from PyPI here (1.103.8 and later
-# require a certifi that PyPI does not serve yet). Installed into bench/.venv (git-ignored).
+# LiteLLM (an optional target: BENCH_TARGETS=…,litellm): the newest release whose dependencies
+# all resolve from PyPI here (1.103.8 and later require a certifi that PyPI does not serve yet).
+# Installed into bench/.venv (git-ignored) only when a run asks for it.
 LITELLM_VERSION := 1.103.5
 OHA_VERSION := 1.16.0
 BENCH_VENV := bench/.venv
@@ -152,12 +153,15 @@ SYSTEM_PATH := $(subst $(NODE_BIN):,,$(PATH))
 # The release bundle's budget, gzip (wasm + JS): the Free plan allows 3 MB, we allow 1 MiB.
 BUNDLE_BUDGET_BYTES := 1048576
 
+# The workers run on workerd through Miniflare (wrangler's own pinned dependency, so nothing
+# more to install); knobs such as BENCH_TARGETS and BENCH_STORAGE_LATENCY: bench/run.mjs.
 bench: build bench-tools
 	node bench/run.mjs
 
 # wrk from Debian's packages, or oha from crates.io where apt-get is unavailable; Portkey at
-# the version package.json pins; LiteLLM pinned into its own virtualenv.
-bench-tools: $(BENCH_VENV)/.litellm-$(LITELLM_VERSION)
+# the version package.json pins; LiteLLM pinned into its own virtualenv when asked for.
+BENCH_TARGETS ?=
+bench-tools: $(if $(findstring litellm,$(BENCH_TARGETS)),$(BENCH_VENV)/.litellm-$(LITELLM_VERSION))
 	@if ! command -v wrk >/dev/null && ! command -v oha >/dev/null; then \
 	  if command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; then :; \
 	  else cargo install oha --version $(OHA_VERSION) --locked; fi; fi

@@ -1,4 +1,5 @@
-// The cost of one argon2id password verification in workerd, for each OWASP parameter set:
+// The cost of one argon2id password verification in workerd (served through Miniflare, as the
+// rest of the benchmark: bench/lib/runtime.mjs), for each OWASP parameter set:
 // a login that fails after verifying against the dummy hash (unknown email) against a request
 // refused before any work (validation error), both as wall time (medians) and as the workerd
 // processes' CPU time (from /proc). Local workerd enforces no CPU limit and argon2 is
@@ -8,7 +9,7 @@
 // PATH=node_modules/.bin:$PATH node bench/hash-cost.mjs
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDevWorker } from './lib/worker.mjs';
+import { startRuntimeWorker } from './lib/runtime.mjs';
 import { cpuMs } from './lib/procs.mjs';
 
 /** OWASP's argon2id recommendations (m KiB, t, p), strongest memory first; 19456,2,1 is the default. */
@@ -17,7 +18,7 @@ export const OWASP_SETS = ['47104,1,1', '19456,2,1', '12288,3,1', '9216,4,1', '7
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function hashCost(params, { n = 15, onStart } = {}) {
-  const w = await startDevWorker({
+  const w = await startRuntimeWorker({
     vars: {
       PASSWORD_HASH_PARAMS: params, RATE_LIMIT_LOGIN: '100000/60', RATE_LIMIT_LOGIN_ACCOUNT: '100000/60', MAX_LOGIN_ATTEMPTS: '1000',
     },

@@ -1,8 +1,10 @@
-// The floor of the platform as the benchmark runs it: a one-file JavaScript worker under the
-// same `wrangler dev` that forwards the request to the stand-in and returns its response
-// untouched. Whatever latency it adds over the direct baseline is wrangler dev's local proxy
-// and workerd's HTTP handling, not Threadline's code. `x-upstream` overrides the upstream
-// origin (the streaming-buffering probe uses its own stand-in).
+// The floor of the platform as the benchmark runs it: a one-file JavaScript worker served
+// exactly as Threadline is (workerd through Miniflare, a direct socket: bench/lib/runtime.mjs)
+// that forwards the request to the stand-in and returns its response untouched. Whatever
+// latency and CPU it adds over the direct baseline is workerd's own HTTP handling and fetch,
+// not Threadline's code. `x-upstream` overrides the upstream origin (the streaming-delay
+// probe uses its own stand-in). The labelled `passthrough-wrangler-dev` target serves the same
+// file under `wrangler dev`.
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
