@@ -92,6 +92,9 @@ async function facts() {
   const version = /^version = "(.*)"/m.exec(cargo)?.[1] ?? '?';
   const sha = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
   const dirty = sh('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'Cargo.toml', 'Cargo.lock']);
+  // The commit that last changed the worker's code: what the numbers are of, whatever
+  // benchmark-only commits came after it.
+  const srcSha = sh('git', ['-C', ROOT, 'log', '-1', '--format=%h', '--', 'src', 'Cargo.toml', 'Cargo.lock', 'wrangler.toml', 'migrations']);
   const litellm = CFG.targets.includes('litellm')
     ? sh(path.join(ROOT, 'bench/.venv/bin/python'), ['-c', 'import importlib.metadata as m; print(m.version("litellm"))'])
     : null;
@@ -102,7 +105,7 @@ async function facts() {
     cores: os.cpus().length,
     memGiB: Math.round(os.totalmem() / 2 ** 30),
     loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '),
-    threadline: `${version} (${sha ?? 'no git'}${dirty ? ', with uncommitted changes' : ''})`,
+    threadline: `${version} (${sha ?? 'no git'}${srcSha && srcSha !== sha ? `; worker code as of ${srcSha}` : ''}${dirty ? ', with uncommitted changes' : ''})`,
     wrangler: await pkgVersion('wrangler'),
     miniflare: miniflareVersion(),
     workerd: await pkgVersion('workerd'),
@@ -220,7 +223,7 @@ async function threadlineSpec(tl, scenario, c) {
 }
 
 /** Sequential requests against one Threadline route: wall, worker-logged duration, process CPU. */
-async function routeCost(tl, label, routeTemplate, fn, n = 60) {
+async function routeCost(tl, label, routeTemplate, fn, n = 200) {
   for (let i = 0; i < 5; i++) await fn();
   const pids = await tl.pids();
   tl.clearOutput();
@@ -547,7 +550,7 @@ try {
     rows.push(await routeCost(w, 'GET /api/conversations', '/api/conversations', t.get('/api/conversations')));
     rows.push(await routeCost(w, 'GET /api/conversations/{id}/messages', '/api/conversations/{id}/messages', t.get(`/api/conversations/${cid}/messages`)));
     if (hasMessages) {
-      rows.push(await routeCost(w, 'POST /api/conversations/{id}/messages', '/api/conversations/{id}/messages', t.post(`/api/conversations/${cid}/messages`, { content: PROMPT, stream: false }), 40));
+      rows.push(await routeCost(w, 'POST /api/conversations/{id}/messages', '/api/conversations/{id}/messages', t.post(`/api/conversations/${cid}/messages`, { content: PROMPT, stream: false }), 100));
     }
     if (targets.passthrough) {
       const pt = targets.passthrough;
