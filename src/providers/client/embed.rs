@@ -13,9 +13,7 @@ use crate::http::error::ApiResult;
 use crate::providers::client::echo::{dev_embedding, DEV_EMBED_DIMENSIONS};
 use crate::providers::client::engine::{run_plan, LogTarget};
 use crate::providers::client::failure::Failure;
-use crate::providers::client::transport::{
-    error_of, is_success, read_body, scrub, within, Transport,
-};
+use crate::providers::client::transport::{scrub, send_and_read, within, Transport};
 use crate::providers::resolve::{ResolvedModel, Target};
 use crate::providers::settings::RetryPolicy;
 use crate::providers::wire::embeddings::{
@@ -67,16 +65,7 @@ async fn attempt_embed(
         build_embedding_request(&request, &upstream.endpoint).ok_or_else(cannot_embed)?;
     let expected = request.inputs.len();
     let work = async {
-        let mut reply = transport
-            .send(outbound)
-            .await
-            .map_err(Failure::Unreachable)?;
-        if !is_success(reply.status) {
-            return Err(error_of(transport, upstream, reply).await);
-        }
-        let body = read_body(&mut reply.body, MAX_EMBEDDINGS_BYTES)
-            .await
-            .map_err(Failure::Unreachable)?;
+        let body = send_and_read(transport, upstream, outbound, MAX_EMBEDDINGS_BYTES).await?;
         parse_embeddings(
             upstream.endpoint.kind,
             &String::from_utf8_lossy(&body),

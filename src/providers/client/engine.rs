@@ -79,10 +79,8 @@ use crate::providers::client::retry::NextStep;
 use crate::providers::client::stream::attempt_stream;
 use crate::providers::client::stream::shorten;
 use crate::providers::client::stream::ModelStream;
-use crate::providers::client::transport::error_of;
-use crate::providers::client::transport::is_success;
-use crate::providers::client::transport::read_body;
 use crate::providers::client::transport::scrub;
+use crate::providers::client::transport::send_and_read;
 use crate::providers::client::transport::upstream_request;
 use crate::providers::client::transport::within;
 use crate::providers::client::transport::Transport;
@@ -115,16 +113,7 @@ pub(super) async fn attempt_complete(
     };
     let outbound = upstream_request(model, upstream, request);
     let work = async {
-        let mut reply = transport
-            .send(outbound)
-            .await
-            .map_err(Failure::Unreachable)?;
-        if !is_success(reply.status) {
-            return Err(error_of(transport, upstream, reply).await);
-        }
-        let body = read_body(&mut reply.body, MAX_COMPLETION_BYTES)
-            .await
-            .map_err(Failure::Unreachable)?;
+        let body = send_and_read(transport, upstream, outbound, MAX_COMPLETION_BYTES).await?;
         wire::parse_completion(upstream.endpoint.kind, &String::from_utf8_lossy(&body))
             .map_err(|e| Failure::Provider(scrub(e, upstream)))
     };
@@ -277,14 +266,13 @@ pub async fn list_models_with(
     let outbound = wire::models_request(&upstream.endpoint);
     let secs = upstream.timeout_secs.min(MODEL_LIST_TIMEOUT_SECS);
     let work = async {
-        let mut reply = transport.send(outbound).await?;
-        if !is_success(reply.status) {
-            return Err(match error_of(transport, upstream, reply).await {
+        let body = send_and_read(transport, upstream, outbound, MAX_MODEL_LIST_BYTES)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Unreachable(detail) => detail,
                 Failure::Provider(e) => format!("HTTP error: {e}"),
                 other => other.code().to_string(),
-            });
-        }
-        let body = read_body(&mut reply.body, MAX_MODEL_LIST_BYTES).await?;
+            })?;
         wire::parse_model_list(upstream.endpoint.kind, &String::from_utf8_lossy(&body))
             .map_err(|e| e.to_string())
     };

@@ -60,6 +60,28 @@ pub(super) async fn within<T>(
     }
 }
 
+/// Sends `outbound` and reads the body of a successful answer (to `limit` bytes): no answer
+/// or an unreadable body is `Unreachable`, another status the provider's error as
+/// [`error_of`] reads it. What the non-stream calls (completions, embeddings, model lists)
+/// share.
+pub(super) async fn send_and_read(
+    transport: &dyn Transport,
+    upstream: &Upstream,
+    outbound: OutboundRequest,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
+    let mut reply = transport
+        .send(outbound)
+        .await
+        .map_err(Failure::Unreachable)?;
+    if !is_success(reply.status) {
+        return Err(error_of(transport, upstream, reply).await);
+    }
+    read_body(&mut reply.body, limit)
+        .await
+        .map_err(Failure::Unreachable)
+}
+
 /// Reads a body to its end, or to `limit` bytes.
 pub(super) async fn read_body(body: &mut Body, limit: usize) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
