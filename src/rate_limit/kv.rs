@@ -29,7 +29,7 @@ pub async fn enforce(cx: &Ctx, bucket: &str, key: &str, limit: Limit) -> ApiResu
     let mut counted = WINDOWS.with(|w| w.borrow_mut().count(&kv_key, limit, now_ms, sync_ms));
     if counted == Counted::Unknown {
         // The first request of a window in this isolate learns what the others have counted.
-        let shared = read_count(cx, &kv_key).await?;
+        let shared = read_count(&cx.env.kv("KV")?, &kv_key).await?;
         counted = WINDOWS.with(|w| {
             w.borrow_mut()
                 .start(&kv_key, limit, shared, now_ms, sync_ms)
@@ -53,10 +53,9 @@ pub async fn enforce(cx: &Ctx, bucket: &str, key: &str, limit: Limit) -> ApiResu
     Ok(decision)
 }
 
-async fn read_count(cx: &Ctx, kv_key: &str) -> ApiResult<u32> {
-    Ok(cx
-        .env
-        .kv("KV")?
+/// A window's shared count (0 when KV has none).
+async fn read_count(kv: &worker::kv::KvStore, kv_key: &str) -> Result<u32, worker::kv::KvError> {
+    Ok(kv
         .get(kv_key)
         .text()
         .await?
@@ -79,13 +78,7 @@ fn spawn_reconcile(cx: &Ctx, reconcile: Reconcile, reset_secs: u64, bucket: &str
     cx.worker_ctx.wait_until(async move {
         let Reconcile { key, add } = reconcile;
         let result = async {
-            let shared: u32 = kv
-                .get(&key)
-                .text()
-                .await?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let total = shared.saturating_add(add);
+            let total = read_count(&kv, &key).await?.saturating_add(add);
             kv.put(&key, total.to_string())?
                 .expiration_ttl(ttl)
                 .execute()

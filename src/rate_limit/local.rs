@@ -90,21 +90,16 @@ impl LocalWindows {
                 self.windows.clear();
             }
         }
-        let w = self.windows.entry(key.to_string()).or_insert(WindowCount {
+        let fresh = WindowCount {
             window,
             shared,
             unsynced: 0,
             in_flight: 0,
             synced_at_ms: 0,
-        });
+        };
+        let w = self.windows.entry(key.to_string()).or_insert(fresh.clone());
         if w.window != window {
-            *w = WindowCount {
-                window,
-                shared,
-                unsynced: 0,
-                in_flight: 0,
-                synced_at_ms: 0,
-            };
+            *w = fresh;
         }
         w.shared = w.shared.max(shared);
         admit(key, w, limit, now_ms, sync_ms)
