@@ -105,7 +105,8 @@ class D1PreparedStatement {
 const unwrap = (statements) => statements.map((s) => (s instanceof D1PreparedStatement ? s.inner : s));
 const batchSubject = (statements) => statements.map((s) => (s instanceof D1PreparedStatement ? sqlSubject(s.sql) : '?')).join(' + ');
 
-class D1DatabaseSession {
+/** What a database and a session of it both offer: statements and batches. */
+class D1Queries {
   constructor(inner, delayMs) {
     this.inner = inner;
     this.delayMs = delayMs;
@@ -118,25 +119,15 @@ class D1DatabaseSession {
   batch(statements) {
     return timed('d1', 'batch', batchSubject(statements), this.delayMs, () => this.inner.batch(unwrap(statements)));
   }
+}
 
+class D1DatabaseSession extends D1Queries {
   getBookmark() {
     return this.inner.getBookmark();
   }
 }
 
-class D1Database {
-  constructor(inner, delayMs) {
-    this.inner = inner;
-    this.delayMs = delayMs;
-  }
-
-  prepare(sql) {
-    return new D1PreparedStatement(this.inner.prepare(sql), sql, this.delayMs);
-  }
-
-  batch(statements) {
-    return timed('d1', 'batch', batchSubject(statements), this.delayMs, () => this.inner.batch(unwrap(statements)));
-  }
+class D1Database extends D1Queries {
 
   exec(sql) {
     return timed('d1', 'exec', sqlSubject(sql), this.delayMs, () => this.inner.exec(sql));

@@ -7,6 +7,40 @@ import path from 'node:path';
 import { freePort, ROOT } from '../../tests/e2e/harness.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A started worker's cold start, once its socket is open: the first 200 from `probePath`
+ * (module instantiation — wasm compile and instantiate — and the isolate's one-time setup
+ * happen on or before it), then the median of 30 warm requests. Adds `first_request_ms`,
+ * `spawn_to_first_200_ms` (from `t0`) and `steady_median_ms` to `timings`; `fail(message)`
+ * when the process exits or `deadline` passes first.
+ */
+export async function timeFirstRequests({ url, probePath, t0, deadline, timings, fail, exited, exitedMessage, timeoutMessage }) {
+  for (;;) {
+    const t = performance.now();
+    try {
+      const res = await fetch(`${url}${probePath}`, { signal: AbortSignal.timeout(30_000) });
+      await res.arrayBuffer();
+      if (res.status === 200) {
+        timings.first_request_ms = performance.now() - t;
+        timings.spawn_to_first_200_ms = performance.now() - t0;
+        break;
+      }
+    } catch { /* not ready */ }
+    if (exited()) await fail(exitedMessage);
+    if (Date.now() > deadline) await fail(timeoutMessage);
+    await sleep(20);
+  }
+  const steady = [];
+  for (let i = 0; i < 30; i++) {
+    const t = performance.now();
+    const res = await fetch(`${url}${probePath}`);
+    await res.arrayBuffer();
+    steady.push(performance.now() - t);
+  }
+  steady.sort((a, b) => a - b);
+  timings.steady_median_ms = steady[Math.floor(steady.length / 2)];
+}
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 /** Spawns a long-running child in its own process group; `stop()` ends that group. */

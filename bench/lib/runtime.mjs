@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, TEST_JWT_SECRET } from '../../tests/e2e/harness.mjs';
-import { processesOf, sleep } from './procs.mjs';
+import { processesOf, sleep, timeFirstRequests } from './procs.mjs';
 
 const execFileAsync = promisify(execFile);
 const NODE_BIN = path.join(ROOT, 'node_modules', '.bin');
@@ -155,32 +155,12 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     await sleep(10);
   }
   const timings = { spawn_to_listen_ms: performance.now() - t0 };
-  // The first request: module instantiation (wasm compile + instantiate) and the isolate's
-  // one-time setup (config, routes) happen on or before it.
-  for (;;) {
-    const t = performance.now();
-    try {
-      const res = await fetch(`${url}${probePath}`, { signal: AbortSignal.timeout(30_000) });
-      await res.arrayBuffer();
-      if (res.status === 200) {
-        timings.first_request_ms = performance.now() - t;
-        timings.spawn_to_first_200_ms = performance.now() - t0;
-        break;
-      }
-    } catch { /* not ready */ }
-    if (exited) await fail('the Miniflare host exited early');
-    if (Date.now() > deadline) await fail(`${probePath} did not answer 200 within 90 s`);
-    await sleep(20);
-  }
-  const steady = [];
-  for (let i = 0; i < 30; i++) {
-    const t = performance.now();
-    const res = await fetch(`${url}${probePath}`);
-    await res.arrayBuffer();
-    steady.push(performance.now() - t);
-  }
-  steady.sort((a, b) => a - b);
-  timings.steady_median_ms = steady[Math.floor(steady.length / 2)];
+  await timeFirstRequests({
+    url, probePath, t0, deadline, timings, fail,
+    exited: () => exited,
+    exitedMessage: 'the Miniflare host exited early',
+    timeoutMessage: `${probePath} did not answer 200 within 90 s`,
+  });
 
   return {
     url,
