@@ -212,7 +212,9 @@ async function threadlineSpec(tl, scenario, c) {
   if (scenario.startsWith('messages')) {
     // Fresh conversations for each cell (2 per connection, in rotation), so history,
     // bounded by the context budget anyway, stays a few messages long.
-    const ids = await newConversations(tl, Math.max(2, c * 2));
+    // Four conversations per connection: a conversation runs one streamed generation at a
+    // time (a second is a 409), so a connection never comes back to one still generating.
+    const ids = await newConversations(tl, Math.max(4, c * 4));
     return {
       label: `${scenario} threadline`, url: `${tl.w.url}/api/conversations/${ids[0]}/messages`,
       paths: ids.map((id) => `/api/conversations/${id}/messages`), headers: { authorization: `Bearer ${tl.key}` },

@@ -15,6 +15,8 @@ const MODEL = 'openai/gpt-4o';
 const WORDS = Array.from({ length: 12 }, (_, i) => `w${i + 1} `);
 const FULL = WORDS.join('');
 const SLOW = { chunks: WORDS, chunkDelayMs: 150 };
+// workerd evicts an object with nothing but hibernatable sockets about 10 s after its last event.
+const HIBERNATE_MS = 12_000;
 
 /** Reads SSE frames from a fetch response: `[{ id, name, data }]`; `onEvent` may return 'stop'. */
 async function readSse(res, { onEvent, controller } = {}) {
@@ -376,6 +378,34 @@ describe('realtime: the conversation\'s Durable Object', () => {
     await plus.until((m) => m.some((x) => x.event === 'ready' && x.data.conversation === convo.id));
     await plus.close();
     await assert.rejects(openSocket(env.w, convo.id, bob.access_token, { prefix: '' }).opened, { status: 404 });
+  });
+
+  test('an idle socket outlives its object in memory (hibernation) and still sends, resumes and pings', async () => {
+    const convo = await conversation();
+    const s = openSocket(env.w, convo.id, alice.access_token);
+    await s.opened;
+    s.send({ type: 'send', content: 'short', model: MODEL });
+    await s.until(ended);
+    const firstEnd = last(generationEvents(s.messages));
+    assert.equal(firstEnd.event, 'done');
+    // Idle: the runtime evicts the object from memory but keeps the socket open.
+    await sleep(HIBERNATE_MS);
+    s.send({ type: 'ping' });
+    await s.until((m) => m.some((x) => x.event === 'pong'));
+    // The object has forgotten the generation: a resume answers the stored reply from D1.
+    s.send({ type: 'resume' });
+    await s.until((m) => m.some((x) => x.id?.startsWith('stored:')));
+    const stored = s.messages.find((x) => x.id?.startsWith('stored:'));
+    assert.equal(stored.event, 'done');
+    assert.equal(stored.data.message.id, firstEnd.data.message.id);
+    // The woken object knows the socket again: a new send streams to it.
+    env.s.script({ chunks: ['again'] });
+    s.send({ type: 'send', content: 'after the nap', model: MODEL });
+    await s.until((m) => m.filter((x) => x.event === 'done').length >= 3);
+    const dones = s.messages.filter((x) => x.event === 'done' && !x.id.startsWith('stored:'));
+    assert.equal(dones.length, 2);
+    assert.equal(last(dones).data.message.content, 'again');
+    await s.close();
   });
 
   test('bad socket messages get a clear error event and change nothing', async () => {
