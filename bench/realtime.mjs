@@ -25,6 +25,7 @@ import { startStandIn } from '../tests/support/stand-in.mjs';
 import { startRuntimeWorker } from './lib/runtime.mjs';
 import { processesOf, sleep } from './lib/procs.mjs';
 import { prependSection } from './lib/report.mjs';
+import { readDeltas } from './lib/deltas.mjs';
 
 const env = process.env;
 const CFG = {
@@ -43,7 +44,7 @@ const pct = (xs, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] : null;
 };
 const ms = (x) => (x === null || x === undefined ? '—' : x.toFixed(1));
-const now = () => performance.timeOrigin + performance.now();
+const now = () => performance.timeOrigin + performance.now(); // the clock readDeltas stamps with
 
 async function call(base, method, route, { json, token } = {}) {
   const res = await fetch(`${base}${route}`, {
@@ -70,29 +71,6 @@ async function workerdRssMiB(w) {
   return kib / 1024;
 }
 
-/** Content deltas of an SSE body with their arrival times. */
-async function readDeltas(res, kind) {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  const deltas = [];
-  for await (const chunk of res.body) {
-    const at = now();
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
-      if (!data || data === '[DONE]') continue;
-      let j;
-      try { j = JSON.parse(data); } catch { continue; }
-      const text = kind === 'messages' ? (event === 'delta' ? j.text : '') : j.choices?.[0]?.delta?.content;
-      if (text) deltas.push({ at, text });
-    }
-  }
-  return deltas;
-}
 
 function openSocket(w, id, key) {
   const ws = new WebSocket(`${w.url.replace('http', 'ws')}/api/conversations/${id}/ws`, ['threadline', `bearer.${key}`]);

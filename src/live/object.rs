@@ -12,11 +12,12 @@
 //! client going away (`partial`, with the text generated so far).
 //!
 //! **What it holds.** In memory only: the events of the generation in progress and of the
-//! last one that ended (until the next starts or the object is evicted, a minute or so after
-//! its last request or socket message), and the open sockets. Nothing in its storage: D1 stays
-//! the store of record, and a resume after the object forgot a generation answers the stored
-//! reply from D1. Sockets use the hibernation API: an idle socket keeps no object in memory
-//! and the runtime answers pings itself.
+//! last one that ended (until the next starts or the object is evicted, seconds to a minute or
+//! two after its last request or socket message), and the open sockets. Nothing in its
+//! storage but, while a `background` generation runs, the alarm that keeps the object awake:
+//! D1 stays the store of record, and a resume after the object forgot a generation answers the
+//! stored reply from D1. Sockets use the hibernation API: an idle socket keeps no object in memory and
+//! the runtime answers pings itself.
 //!
 //! The worker reaches it only through [`super::routes`], which has authenticated the caller
 //! and names them in `x-tl-user`; the object checks that the conversation is theirs (404
@@ -63,6 +64,9 @@ pub const USER_HEADER: &str = "x-tl-user";
 pub const CONVERSATION_HEADER: &str = "x-tl-conversation";
 /// `1` when the send starts the conversation (its id was chosen by the worker).
 pub const NEW_HEADER: &str = "x-tl-new";
+
+/// How often a background generation's alarm wakes the object (see `keep_awake`).
+const KEEPALIVE_ALARM_SECS: u64 = 30;
 
 /// How long a stop waits for the partial reply to be stored before it answers.
 const STOP_WAIT_MS: u64 = 10_000;
@@ -293,6 +297,13 @@ impl DurableObject for ConversationLive {
             }
         }
         Ok(())
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        if self.live.borrow().running() {
+            self.keep_awake().await;
+        }
+        Response::empty()
     }
 
     async fn websocket_close(
@@ -653,7 +664,24 @@ impl ConversationLive {
             }
             live.borrow_mut().finish();
         });
+        if self
+            .live
+            .borrow()
+            .generation
+            .as_ref()
+            .is_some_and(|g| g.background)
+        {
+            self.keep_awake().await;
+        }
         Ok(())
+    }
+
+    /// An object with no incoming event for a while may be evicted, and a background
+    /// generation may have no listener left to keep one coming: an alarm every
+    /// [`KEEPALIVE_ALARM_SECS`] is that event while it runs.
+    async fn keep_awake(&self) {
+        let next = std::time::Duration::from_secs(KEEPALIVE_ALARM_SECS);
+        let _ = self.state.storage().set_alarm(next).await;
     }
 
     /// An SSE listener of the generation in memory from the event after `last_event_id`
