@@ -38,9 +38,12 @@ pub fn routes() -> Vec<Route> {
 async fn resume(cx: Ctx) -> ApiResult<Response> {
     let user = authenticate(&cx).await?;
     let id = path_id(&cx)?;
+    // An id we never sent (not visible ASCII, or too long to be ours) is no id: the current
+    // generation from its start, as for another generation's id.
     let last = cx
         .header("last-event-id")
-        .or_else(|| cx.query("last_event_id"));
+        .or_else(|| cx.query("last_event_id"))
+        .filter(|id| id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()));
     let headers = Headers::new();
     if let Some(last) = last {
         headers.set("last-event-id", &last)?;

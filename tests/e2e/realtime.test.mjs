@@ -365,6 +365,9 @@ describe('realtime: the conversation\'s Durable Object', () => {
       envelope(assert, await call(env.w.url, method, `/api/conversations/${convo.id}/${route}`, { token: bob.access_token }), 404, 'not_found');
       envelope(assert, await call(env.w.url, method, `/api/conversations/${convo.id}/${route}`), 401);
     }
+    // An id we never sent (control bytes, non-ASCII) is no id, never a 500: nothing yet here.
+    const odd = await call(env.w.url, 'GET', `/api/conversations/${convo.id}/stream?last_event_id=%00%F1%AD%B8%BE%C3%BE`, { token: alice.access_token });
+    assert.equal(odd.status, 204, odd.text);
     const missing = '0'.repeat(32);
     envelope(assert, await call(env.w.url, 'POST', `/api/conversations/${missing}/stop`, { token: alice.access_token }), 404, 'not_found');
     await assert.rejects(openSocket(env.w, convo.id, bob.access_token).opened, { status: 404 });
