@@ -117,6 +117,8 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     kvNamespaces: { KV: settings.kvId },
     persistTo: path.join(stateDir, 'v3'),
   };
+  // Threadline's conversations' Durable Object (wrangler.toml); a one-file entry has none.
+  if (!entry) cfg.durableObjects = { CONVERSATION_LIVE: { className: 'ConversationLive', useSQLite: true } };
 
   const t0 = performance.now();
   const child = spawn(process.execPath, [HOST, JSON.stringify(cfg)], {
