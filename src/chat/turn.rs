@@ -1219,7 +1219,7 @@ mod tests {
             .1
             .messages
             .iter()
-            .map(|m| m.content.as_str())
+            .map(|m| m.plain_text().expect("text"))
             .collect();
         assert_eq!(contents.last(), Some(&"Second"));
         assert!(

@@ -169,7 +169,7 @@ impl D1Responses {
         let mut answers = BTreeMap::new();
         for row in rows {
             if let Some(answer) = history_from(&[row.turn])?.pop() {
-                answers.insert(row.message_id, answer.content);
+                answers.insert(row.message_id, answer.text());
             }
         }
         Ok(answers)
