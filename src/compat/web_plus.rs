@@ -79,7 +79,7 @@ pub const SERVICE: Service = Service {
         ),
         not_used("API_RELOAD", "`wrangler dev` rebuilds on change"),
         ours("OLLAMA_BASE_URL"),
-        not_used("UPLOAD_DIR", "file bytes are kept in R2 (binding `FILES`)"),
+        not_used("UPLOAD_DIR", "file uploads are not available yet"),
         ours("MAX_FILE_SIZE"),
         not_used("REDIS_URL", KEPT_IN_KV),
         ours("LOG_LEVEL"),

@@ -1,67 +1,27 @@
-//! The operator's settings for files: `MAX_FILE_SIZE` (Web+'s name and default),
-//! `MAX_FILES_PER_UPLOAD`, `FILE_STORAGE_QUOTA_BYTES` and `ALLOWED_FILE_TYPES`.
+//! The operator's settings for files and media: `MAX_FILE_SIZE` (Web+'s name and default).
 
 use crate::config::source::{parse_number, ConfigSource};
 
 /// Default `MAX_FILE_SIZE`: 10 MiB, as in Web+.
 pub const DEFAULT_MAX_FILE_SIZE: usize = 10 * 1024 * 1024;
-/// Default `MAX_FILES_PER_UPLOAD` for `POST /files/upload-multiple`.
-pub const DEFAULT_MAX_FILES_PER_UPLOAD: usize = 10;
-/// Default `FILE_STORAGE_QUOTA_BYTES`: 1 GiB per user.
-pub const DEFAULT_STORAGE_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
-
-/// The media types accepted when `ALLOWED_FILE_TYPES` is not set: the images every vision
-/// model reads, PDF, and the text-like types analysis reads itself.
-pub const DEFAULT_ALLOWED_TYPES: &[&str] = &[
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "application/pdf",
-    "text/plain",
-    "text/markdown",
-    "text/csv",
-    "application/json",
-];
 
 /// File settings, parsed once per isolate as part of [`crate::config::Config`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileSettings {
-    /// `MAX_FILE_SIZE` — the largest file (upload or inline media), in bytes.
+    /// `MAX_FILE_SIZE` — the largest image or document a message may carry, in bytes.
     pub max_file_size: usize,
-    /// `MAX_FILES_PER_UPLOAD` — the most files one `upload-multiple` request may carry.
-    pub max_files_per_upload: usize,
-    /// `FILE_STORAGE_QUOTA_BYTES` — the most bytes of files one user may keep.
-    pub storage_quota_bytes: u64,
-    /// `ALLOWED_FILE_TYPES` — comma-separated media types an upload may be (after sniffing).
-    pub allowed_types: Vec<String>,
 }
 
 impl Default for FileSettings {
     fn default() -> Self {
         FileSettings {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
-            max_files_per_upload: DEFAULT_MAX_FILES_PER_UPLOAD,
-            storage_quota_bytes: DEFAULT_STORAGE_QUOTA_BYTES,
-            allowed_types: DEFAULT_ALLOWED_TYPES
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
         }
     }
 }
 
 impl FileSettings {
     pub fn from_source(src: &dyn ConfigSource, warnings: &mut Vec<String>) -> FileSettings {
-        let defaults = FileSettings::default();
-        let allowed_types = match src.get("ALLOWED_FILE_TYPES") {
-            Some(raw) if !raw.trim().is_empty() => raw
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect(),
-            _ => defaults.allowed_types,
-        };
         FileSettings {
             max_file_size: parse_number(
                 src,
@@ -71,23 +31,6 @@ impl FileSettings {
                 100 * 1024 * 1024,
                 warnings,
             ),
-            max_files_per_upload: parse_number(
-                src,
-                "MAX_FILES_PER_UPLOAD",
-                DEFAULT_MAX_FILES_PER_UPLOAD,
-                1,
-                100,
-                warnings,
-            ),
-            storage_quota_bytes: parse_number(
-                src,
-                "FILE_STORAGE_QUOTA_BYTES",
-                DEFAULT_STORAGE_QUOTA_BYTES,
-                1024,
-                u64::MAX / 2,
-                warnings,
-            ),
-            allowed_types,
         }
     }
 
@@ -95,18 +38,6 @@ impl FileSettings {
     /// base64-encoded `MAX_FILE_SIZE` (4 bytes for every 3).
     pub fn media_body_bytes(&self, max_body_bytes: usize) -> usize {
         max_body_bytes.saturating_add(self.max_file_size.div_ceil(3).saturating_mul(4))
-    }
-
-    /// The largest upload body declared up front: every file at its largest, plus room for
-    /// the multipart framing.
-    pub fn upload_body_bytes(&self) -> usize {
-        self.max_file_size
-            .saturating_mul(self.max_files_per_upload)
-            .saturating_add(64 * 1024)
-    }
-
-    pub fn allows(&self, media_type: &str) -> bool {
-        self.allowed_types.iter().any(|t| t == media_type)
     }
 }
 
@@ -123,22 +54,14 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_web_plus_and_can_be_overridden() {
+    fn max_file_size_defaults_to_web_plus_ten_mebibytes_and_can_be_set() {
         let mut warnings = Vec::new();
         let defaults = FileSettings::from_source(&source(&[]), &mut warnings);
         assert_eq!(defaults.max_file_size, 10_485_760);
-        assert!(defaults.allows("image/png") && !defaults.allows("image/svg+xml"));
-        let set = FileSettings::from_source(
-            &source(&[
-                ("MAX_FILE_SIZE", "2048"),
-                ("ALLOWED_FILE_TYPES", "image/png, Text/Plain"),
-                ("MAX_FILES_PER_UPLOAD", "zero"),
-            ]),
-            &mut warnings,
-        );
+        let set = FileSettings::from_source(&source(&[("MAX_FILE_SIZE", "2048")]), &mut warnings);
         assert_eq!(set.max_file_size, 2048);
-        assert_eq!(set.allowed_types, ["image/png", "text/plain"]);
-        assert_eq!(set.max_files_per_upload, DEFAULT_MAX_FILES_PER_UPLOAD);
+        let bad = FileSettings::from_source(&source(&[("MAX_FILE_SIZE", "big")]), &mut warnings);
+        assert_eq!(bad.max_file_size, DEFAULT_MAX_FILE_SIZE);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 
@@ -146,7 +69,6 @@ mod tests {
     fn a_media_route_takes_the_ordinary_limit_plus_one_base64_file() {
         let settings = FileSettings {
             max_file_size: 3 * 1024,
-            ..FileSettings::default()
         };
         assert_eq!(settings.media_body_bytes(1000), 1000 + 4 * 1024);
     }

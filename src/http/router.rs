@@ -73,14 +73,11 @@ pub struct Route {
 
 /// Which size limit a route's body is held to. Most routes take small JSON documents
 /// (`MAX_BODY_BYTES`); a route whose JSON may carry inline media (base64 images and
-/// documents) takes `MAX_BODY_BYTES` plus a base64 `MAX_FILE_SIZE`; an upload route streams
-/// its body and checks each file itself, so only a declared length over every file it may
-/// take at once is refused up front.
+/// documents) takes `MAX_BODY_BYTES` plus a base64 `MAX_FILE_SIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLimit {
     Default,
     Media,
-    Upload,
 }
 
 impl Route {
