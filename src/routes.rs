@@ -31,6 +31,7 @@ pub fn own_routes() -> Vec<Route> {
     all.extend(crate::conversations::routes::routes());
     all.extend(crate::chat::routes::routes());
     all.extend(crate::modes::routes::routes());
+    all.extend(crate::files::routes::routes());
     all
 }
 

@@ -53,7 +53,7 @@ pub struct Config {
     pub chat: crate::chat::settings::ChatSettings,
     /// AI providers, models, timeouts, retries and fallbacks (see `providers::settings`).
     pub providers: crate::providers::settings::ProviderSettings,
-    /// File and media limits (`MAX_FILE_SIZE`).
+    /// File and media limits (`MAX_FILE_SIZE`, `MAX_FILES_PER_UPLOAD`, …).
     pub files: crate::files::settings::FileSettings,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
@@ -202,6 +202,7 @@ impl Config {
         match body {
             BodyLimit::Default => self.max_body_bytes,
             BodyLimit::Media => self.files.media_body_bytes(self.max_body_bytes),
+            BodyLimit::Upload => self.files.upload_body_bytes(),
         }
     }
 

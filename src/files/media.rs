@@ -91,19 +91,28 @@ pub fn normalize(declared: &str) -> String {
 
 /// Whether an image's bytes are whole (see the module documentation).
 pub fn image_is_whole(media_type: &str, bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(16)];
+    let tail = &bytes[bytes.len().saturating_sub(16)..];
+    image_ends_whole(media_type, head, tail, bytes.len())
+}
+
+/// [`image_is_whole`] from the first and last bytes of an image of `len` bytes, so a stored
+/// file is checked without reading it all.
+pub fn image_ends_whole(media_type: &str, head: &[u8], tail: &[u8], len: usize) -> bool {
     match media_type {
         "image/png" => {
-            bytes.len() > 20 && bytes.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82])
+            len > 20 && tail.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82])
         }
         "image/jpeg" => {
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            end > 4 && bytes[..end].ends_with(&[0xff, 0xd9])
+            let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            len > 4 && tail[..end].ends_with(&[0xff, 0xd9])
         }
-        "image/gif" => bytes.len() > 13 && bytes.ends_with(&[0x3b]),
-        "image/webp" => {
-            let declared = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-            bytes.len() >= declared.saturating_add(8) && declared >= 4
+        "image/gif" => len > 13 && tail.ends_with(&[0x3b]),
+        "image/webp" if head.len() >= 8 => {
+            let declared = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            len >= declared.saturating_add(8) && declared >= 4
         }
+        "image/webp" => false,
         _ => true,
     }
 }
