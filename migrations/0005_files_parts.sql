@@ -17,7 +17,9 @@ create table files (
     -- Hex SHA-256 of the bytes (R2 checks the stored object against it).
     sha256      text not null,
     status      text not null default 'pending' check (status in ('pending', 'ready', 'deleting')),
-    created_at  integer not null
+    created_at  integer not null,
+    -- The latest `POST /api/files/{id}/analyze` result, a JSON object; null until analysed.
+    analysis    text
 );
 
 -- A user's files, newest first, and their storage total.

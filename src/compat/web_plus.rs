@@ -57,7 +57,7 @@ pub const SERVICE: Service = Service {
             "/api/files/upload-multiple",
         ),
         alias(Get, "/files/{id}", Get, "/api/files/{id}"),
-        later(Post, "/files/{id}/analyze", "files"),
+        alias(Post, "/files/{id}/analyze", Post, "/api/files/{id}/analyze"),
         later(Post, "/pipelines", "pipelines"),
         later(Get, "/pipelines", "pipelines"),
         later(Post, "/pipelines/{id}/execute", "pipelines"),

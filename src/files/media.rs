@@ -335,6 +335,25 @@ pub fn inline(
     })
 }
 
+/// A text file as the model reads it: its name, then its text (invalid UTF-8 replaced), cut
+/// at `max_chars` characters on a line break where one is near, saying so when it is.
+pub fn text_for_model(name: &str, bytes: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let total = text.chars().count();
+    if total <= max_chars {
+        return format!("File {name}:\n{text}");
+    }
+    let cut: String = text.chars().take(max_chars).collect();
+    let cut = match cut.rfind('\n') {
+        Some(at) if at > cut.len() / 2 => &cut[..at],
+        _ => cut.as_str(),
+    };
+    let shown = cut.chars().count();
+    format!(
+        "File {name} (truncated: the first {shown} of {total} characters, to fit the model's context):\n{cut}"
+    )
+}
+
 /// Standard padded base64 of `bytes` (what providers take).
 pub fn encode_base64(bytes: &[u8]) -> String {
     Base64::encode_string(bytes)
@@ -442,6 +461,18 @@ mod tests {
         );
         let err = document("p", &encode_base64(PNG), None, 1024).expect_err("png");
         assert_eq!(err.status, 415);
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_line_and_says_so() {
+        assert_eq!(text_for_model("a.txt", b"hi", 10), "File a.txt:\nhi");
+        let long = "line one\nline two\nline three\n";
+        let cut = text_for_model("a.txt", long.as_bytes(), 20);
+        assert!(
+            cut.starts_with("File a.txt (truncated: the first 17 of 29 characters"),
+            "{cut}"
+        );
+        assert!(cut.ends_with("line one\nline two"), "{cut}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   inline media checked into the providers' [`crate::providers::wire::Media`].
 //! - [`model`] (pure): the file as the API shows it, clean names, keys, download headers.
 //! - [`service`]: storing and removing a file so D1 and R2 never disagree, over two seams.
+//! - [`analysis`] (pure): what `POST /api/files/{id}/analyze` asks a model.
 //! - [`store`]: the D1 rows and the R2 objects behind those seams. [`routes`]: the handlers.
 
+pub mod analysis;
 pub mod media;
 pub mod model;
 pub mod routes;

@@ -18,6 +18,9 @@ pub struct FileRecord {
     pub sha256: String,
     pub status: String,
     pub created_at: u64,
+    /// The latest analysis, as stored JSON.
+    #[serde(default)]
+    pub analysis: Option<String>,
 }
 
 /// A file in API answers (`object: "file"`, as OpenAI's file objects; `bytes` is its size
@@ -33,6 +36,8 @@ pub struct FileView {
     pub bytes: u64,
     pub sha256: String,
     pub created_at: u64,
+    /// The latest analysis (`POST /api/files/{id}/analyze`), or null.
+    pub analysis: Option<serde_json::Value>,
 }
 
 impl From<&FileRecord> for FileView {
@@ -47,6 +52,10 @@ impl From<&FileRecord> for FileView {
             bytes: file.size,
             sha256: file.sha256.clone(),
             created_at: file.created_at,
+            analysis: file
+                .analysis
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
         }
     }
 }

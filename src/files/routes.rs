@@ -15,19 +15,32 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Headers, Response};
 
+use futures::StreamExt;
+use serde_json::json;
+
+use super::analysis::{self, Analysis, AnalyzeBody};
 use super::media::{self, is_text_type};
 use super::model::{clean_name, content_disposition, object_key, FileRecord, FileView};
 use super::service::{self, over_quota};
 use super::settings::FileSettings;
 use super::store::{blob_range, blob_sha256, bucket, D1Files, R2Objects};
 use crate::auth::guard::authenticate;
-use crate::http::ctx::{require_media_type, Ctx};
+use crate::chat::plan::{plan_reply, Overrides};
+use crate::conversations::input::NewConversation;
+use crate::conversations::model::TitleSource;
+use crate::http::ctx::{parse_json, require_media_type, Ctx};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::{handler, BodyLimit, Method, Route};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::d1;
 use crate::platform::ids::{is_valid_id, new_id};
+use crate::providers::capability::check_model;
+use crate::providers::client::failure::provider_error;
+use crate::providers::client::{event_stream_response, ProviderClient};
+use crate::providers::resolve::validate_model;
+use crate::providers::wire::{ChatRequest, ProviderEvent};
+use crate::providers::wire::{Media, MediaKind, MediaSource, Part};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -43,6 +56,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::Get, "/api/files/{id}", handler!(show)),
         Route::new(Method::Get, "/api/files/{id}/content", handler!(download)),
         Route::new(Method::Delete, "/api/files/{id}", handler!(delete)),
+        Route::new(Method::Post, "/api/files/{id}/analyze", handler!(analyze)),
     ]
 }
 
@@ -187,6 +201,7 @@ async fn upload(cx: &Ctx, fields: &[&str], most: usize) -> ApiResult<Vec<FileVie
             sha256: blob_sha256(&file.blob).await?,
             status: "ready".into(),
             created_at: now,
+            analysis: None,
         };
         let result = service::store(
             &rows,
@@ -344,6 +359,191 @@ async fn delete(cx: Ctx) -> ApiResult<Response> {
     };
     service::remove(&rows, &objects, &file.user_id, &file.id).await?;
     response::no_content()
+}
+
+/// POST /api/files/{id}/analyze — asks a model about the file ([`super::analysis`]), with an
+/// optional `instruction` and `model` (default: as for chat), stores the result as the file's
+/// `analysis` and returns it; with `stream: true` as Server-Sent Events: `delta` `{"text"}`
+/// pieces, then `done` with the stored analysis (or `error` with the envelope). A streamed
+/// analysis is stored when the model finishes while the client is still reading.
+async fn analyze(mut cx: Ctx) -> ApiResult<Response> {
+    let file = own_file(&cx).await?;
+    let bytes = cx.body_bytes().await?;
+    let body: AnalyzeBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        AnalyzeBody::default()
+    } else {
+        require_media_type(cx.header("content-type").as_deref(), "application/json")?;
+        parse_json(&bytes)?
+    };
+    let instruction = match body.instruction.as_deref().map(str::trim) {
+        None => analysis::DEFAULT_INSTRUCTION.to_string(),
+        Some("") => {
+            return Err(ApiError::validation(
+                "instruction",
+                "`instruction` must not be blank.",
+            ))
+        }
+        Some(text) if text.chars().count() > analysis::MAX_INSTRUCTION_CHARS => {
+            return Err(ApiError::validation(
+                "instruction",
+                format!(
+                    "`instruction` is longer than {} characters.",
+                    analysis::MAX_INSTRUCTION_CHARS
+                ),
+            ))
+        }
+        Some(text) => text.to_string(),
+    };
+    let model = body.model.as_deref().map(validate_model).transpose()?;
+    let now = SystemClock.now_ms();
+    let blank = NewConversation {
+        title: String::new(),
+        title_source: TitleSource::Default,
+        model: None,
+        mode: None,
+        system_prompt: None,
+        settings: Default::default(),
+    }
+    .conversation("", now);
+    let overrides = Overrides {
+        model: model.as_deref(),
+        mode: None,
+        system_prompt: Some(analysis::SYSTEM_PROMPT),
+    };
+    let plan = plan_reply(&blank, overrides, &cx.config.chat, &cx.config.providers)?;
+    let text_bytes;
+    let content = if is_text_type(&file.media_type) {
+        text_bytes = object_bytes(&cx, &file).await?;
+        analysis::Content::Text(&text_bytes)
+    } else {
+        analysis::Content::Media(attachment(&cx, &file, 0).await?)
+    };
+    let (messages, truncated) =
+        analysis::messages(&file.name, content, &instruction, plan.budget_tokens);
+    check_model(&cx.config.providers, &plan.model, &messages)?;
+    let request = ChatRequest {
+        messages,
+        temperature: plan.settings.temperature,
+        top_p: plan.settings.top_p,
+        max_tokens: plan.settings.max_tokens,
+        include_usage: true,
+        ..ChatRequest::default()
+    };
+    let client = ProviderClient::new(&cx);
+    let rows = D1Files {
+        db: d1::database(&cx)?,
+    };
+    let result = |model: String, text: String| Analysis {
+        file_id: file.id.clone(),
+        model,
+        instruction: instruction.clone(),
+        analysis: text,
+        truncated,
+        created_at: SystemClock.now_ms(),
+    };
+    if !body.stream.unwrap_or(false) {
+        let answer = client.complete(&plan.model, request).await?;
+        let done = result(answer.model.id, answer.completion.text);
+        keep_analysis(&rows, &file, &done).await?;
+        return response::json(200, &done);
+    }
+    let stream = client.stream(&plan.model, request).await?;
+    let model_id = stream.model().id.clone();
+    let provider = stream.model().provider.clone();
+    let done = result(model_id, String::new());
+    let request_id = cx.request_id.clone();
+    let events = futures::stream::unfold(Some((stream, done, rows, file)), move |state| {
+        let provider = provider.clone();
+        let request_id = request_id.clone();
+        async move {
+            let (mut stream, mut done, rows, file) = state?;
+            loop {
+                let event = match stream.next().await {
+                    Some(ProviderEvent::TextDelta(text)) => {
+                        done.analysis.push_str(&text);
+                        sse("delta", &json!({ "text": text }))
+                    }
+                    Some(ProviderEvent::Usage(_)) => continue,
+                    Some(ProviderEvent::Error(error)) => {
+                        let err = provider_error(&provider, &error);
+                        let data = json!({ "error": err.envelope(&request_id) });
+                        return Some((Ok(sse("error", &data)), None));
+                    }
+                    Some(ProviderEvent::Finish(_)) | None => {
+                        done.created_at = SystemClock.now_ms();
+                        let event = match keep_analysis(&rows, &file, &done).await {
+                            Ok(()) => sse("done", &done),
+                            Err(err) => {
+                                sse("error", &json!({ "error": err.envelope(&request_id) }))
+                            }
+                        };
+                        return Some((Ok(event), None));
+                    }
+                };
+                return Some((Ok(event), Some((stream, done, rows, file))));
+            }
+        }
+    });
+    event_stream_response(events)
+}
+
+fn sse<T: Serialize>(name: &str, data: &T) -> Vec<u8> {
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_string());
+    format!("event: {name}\ndata: {data}\n\n").into_bytes()
+}
+
+async fn keep_analysis(rows: &D1Files, file: &FileRecord, done: &Analysis) -> ApiResult<()> {
+    let json = serde_json::to_string(done)
+        .map_err(|e| ApiError::internal(format!("analysis json: {e}")))?;
+    rows.set_analysis(&file.user_id, &file.id, &json).await
+}
+
+/// The whole object of a file, read into memory (text files analysis puts in the prompt).
+async fn object_bytes(cx: &Ctx, file: &FileRecord) -> ApiResult<Vec<u8>> {
+    bucket(cx)?
+        .get(object_key(&file.user_id, &file.id))
+        .execute()
+        .await
+        .map_err(|e| ApiError::internal(format!("R2 get: {e}")))?
+        .ok_or_else(|| ApiError::internal("ready file without its object"))?
+        .body()
+        .ok_or_else(|| ApiError::internal("R2 object without a body"))?
+        .bytes()
+        .await
+        .map_err(|e| ApiError::internal(format!("R2 read: {e}")))
+}
+
+/// What a model gets for an attached file: an image or PDF as base64 media, a text file as
+/// its text (cut at `max_text_chars`, saying so). 422 for a type no model reads.
+pub async fn attachment(cx: &Ctx, file: &FileRecord, max_text_chars: usize) -> ApiResult<Part> {
+    let bytes = object_bytes(cx, file).await?;
+    if is_text_type(&file.media_type) {
+        return Ok(Part::Text(media::text_for_model(
+            &file.name,
+            &bytes,
+            max_text_chars,
+        )));
+    }
+    let kind = if file.media_type == media::PDF {
+        MediaKind::Document
+    } else {
+        MediaKind::Image
+    };
+    Ok(Part::Media(Media {
+        kind,
+        media_type: file.media_type.clone(),
+        source: MediaSource::Base64(media::encode_base64(&bytes)),
+        name: Some(file.name.clone()),
+    }))
+}
+
+/// The user's ready file `id`, if it is theirs.
+pub async fn find(cx: &Ctx, user_id: &str, id: &str) -> ApiResult<Option<FileRecord>> {
+    D1Files {
+        db: d1::database(cx)?,
+    }
+    .get(user_id, id)
+    .await
 }
 
 /// Deleting an account: every file is hidden first, then the user's objects are removed from

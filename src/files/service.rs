@@ -322,6 +322,7 @@ mod tests {
             sha256: "00".into(),
             status: "pending".into(),
             created_at: 1_000,
+            analysis: None,
         }
     }
 

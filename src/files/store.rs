@@ -16,7 +16,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::platform::d1::{self, Val};
 
 /// The columns of a file row, in `FileRecord`'s order.
-const COLUMNS: &str = "id, user_id, name, media_type, size, sha256, status, created_at";
+const COLUMNS: &str = "id, user_id, name, media_type, size, sha256, status, created_at, analysis";
 
 /// The `FILES` bucket.
 pub fn bucket(cx: &Ctx) -> ApiResult<Bucket> {
@@ -76,6 +76,17 @@ impl D1Files {
         )
         .await?;
         Ok(row.and_then(|r| r.used).unwrap_or(0.0) as u64)
+    }
+
+    /// Keeps `analysis` (JSON) as the file's latest analysis.
+    pub async fn set_analysis(&self, user_id: &str, id: &str, analysis: &str) -> ApiResult<()> {
+        d1::execute(
+            &self.db,
+            "update files set analysis = ?3 where id = ?1 and user_id = ?2 and status = 'ready'",
+            &[id.into(), user_id.into(), analysis.into()],
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Hides every file of the user (`deleting`) before their objects go with the account.

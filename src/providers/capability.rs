@@ -107,6 +107,16 @@ pub fn missing_error(model: &str, missing: Missing) -> ApiError {
     }
 }
 
+/// 422 (or 413) when the model `name` stands for cannot take `messages`; no I/O.
+pub fn check_model(
+    settings: &ProviderSettings,
+    name: &str,
+    messages: &[ChatMessage],
+) -> ApiResult<()> {
+    let planned = crate::providers::resolve::plan(settings, name)?;
+    capable_plan(settings, planned, messages).map(|_| ())
+}
+
 /// The plan with the models that cannot take `messages` left out, or the requested model's
 /// error when it is one of them.
 pub fn capable_plan(
