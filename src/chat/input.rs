@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::conversations::input::{
     validate_message_content, validate_mode, validate_system_prompt,
 };
-use crate::conversations::parts::{self, MessagePart};
+use crate::conversations::parts::{self, Content, MessagePart};
 use crate::http::error::{ApiError, ApiResult};
 use crate::modes::catalogue::ModeCatalogue;
 use crate::platform::ids::is_valid_id;
@@ -31,7 +31,7 @@ use crate::providers::wire::Part;
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatBody {
     /// A string, or a list of typed parts ([`crate::conversations::parts`]).
-    pub content: Option<serde_json::Value>,
+    pub content: Option<Content>,
     pub message: Option<String>,
     pub conversation_id: Option<String>,
     pub thread_id: Option<String>,
@@ -62,12 +62,6 @@ pub struct ChatInput {
     pub stream: bool,
 }
 
-/// `content` as sent: a string or parts.
-enum ContentValue {
-    Text(String),
-    Parts(serde_json::Value),
-}
-
 /// Exactly one of two synonymous fields, named in the error when both are sent.
 fn one_of<T>(
     (a, a_value): (&str, Option<T>),
@@ -96,30 +90,18 @@ impl ChatInput {
         max_file_size: usize,
         modes: &ModeCatalogue,
     ) -> ApiResult<ChatInput> {
-        let content_value = match body.content {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(text)) => Some(ContentValue::Text(text)),
-            Some(value @ serde_json::Value::Array(_)) => Some(ContentValue::Parts(value)),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "content",
-                    "`content` must be a string or a list of parts.",
-                ))
-            }
-        };
-        let message = body.message.map(ContentValue::Text);
-        let (field, content) = one_of(("content", content_value), ("message", message))?
+        let message = body.message.map(Content::Text);
+        let (field, content) = one_of(("content", body.content), ("message", message))?
             .ok_or_else(|| {
                 ApiError::validation("content", "`content` (or `message`) is required.")
             })?;
         let (content, parts) = match content {
-            ContentValue::Text(text) => {
+            Content::Text(text) => {
                 validate_message_content(&field, &text, max_chars)?;
                 (text, Vec::new())
             }
-            ContentValue::Parts(value) => {
-                let parts =
-                    parts::validate(&field, parts::from_json(&field, value)?, max_file_size)?;
+            Content::Parts(parts) => {
+                let parts = parts::validate(&field, parts, max_file_size)?;
                 let text = parts::text_of(&parts);
                 if parts::text_only(&parts) {
                     validate_message_content(&field, &text, max_chars)?;

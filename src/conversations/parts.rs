@@ -32,7 +32,7 @@ pub const MAX_STORED_INLINE_BASE64: usize = 1_900_000;
 
 /// One part of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "RawPart")]
 pub enum MessagePart {
     Text {
         text: String,
@@ -58,6 +58,81 @@ pub enum MessagePart {
     },
 }
 
+/// A part as it arrives: every field of every type, so reading one needs no buffering; which
+/// fields a type takes is checked in [`MessagePart::try_from`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+    url: Option<String>,
+    media_type: Option<String>,
+    data: Option<String>,
+    file_id: Option<String>,
+    name: Option<String>,
+}
+
+impl TryFrom<RawPart> for MessagePart {
+    type Error = String;
+
+    fn try_from(raw: RawPart) -> Result<Self, String> {
+        let RawPart {
+            kind,
+            text,
+            url,
+            media_type,
+            data,
+            file_id,
+            name,
+        } = raw;
+        let only = |allowed: &[&str]| {
+            let given = [
+                ("text", text.is_some()),
+                ("url", url.is_some()),
+                ("media_type", media_type.is_some()),
+                ("data", data.is_some()),
+                ("file_id", file_id.is_some()),
+                ("name", name.is_some()),
+            ];
+            match given
+                .iter()
+                .find(|(field, set)| *set && !allowed.contains(field))
+            {
+                Some((field, _)) => Err(format!("a {kind} part has no field `{field}`")),
+                None => Ok(()),
+            }
+        };
+        match kind.as_str() {
+            "text" => {
+                only(&["text"])?;
+                let text = text.ok_or("a text part needs `text`")?;
+                Ok(MessagePart::Text { text })
+            }
+            "image" => {
+                only(&["url", "media_type", "data"])?;
+                Ok(MessagePart::Image {
+                    url,
+                    media_type,
+                    data,
+                })
+            }
+            "file" => {
+                only(&["file_id", "name", "media_type"])?;
+                let file_id = file_id.ok_or("a file part needs `file_id`")?;
+                Ok(MessagePart::File {
+                    file_id,
+                    name,
+                    media_type,
+                })
+            }
+            other => Err(format!(
+                "unknown part type `{other}`; expected `text`, `image` or `file`"
+            )),
+        }
+    }
+}
+
 impl MessagePart {
     pub fn text(text: impl Into<String>) -> MessagePart {
         MessagePart::Text { text: text.into() }
@@ -81,21 +156,41 @@ pub fn text_only(parts: &[MessagePart]) -> bool {
     parts.iter().all(|p| matches!(p, MessagePart::Text { .. }))
 }
 
-/// Reads parts from JSON, a 422 naming the part at fault (`content[1].type`) otherwise.
-pub fn from_json(field: &str, value: serde_json::Value) -> ApiResult<Vec<MessagePart>> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let path = if path.starts_with('[') || path.is_empty() {
-            path
-        } else {
-            format!(".{path}")
-        };
-        ApiError::validation(
-            format!("{field}{path}"),
-            format!("Invalid part: {}.", err.into_inner()),
-        )
-    })
+/// A message's content as sent: a string, or a list of parts. Read in the one pass over the
+/// body, so a bad part is a 422 naming its path (`content[1].type`) like any other field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<MessagePart>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Content, E> {
+                Ok(Content::Text(text.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Content, E> {
+                Ok(Content::Text(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Content, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(part) = seq.next_element::<MessagePart>()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// Checks the parts of a user's message, returning them in their stored form (an image's
@@ -232,9 +327,22 @@ mod tests {
     use super::*;
     use crate::files::media::{encode_base64, samples::PNG};
 
+    #[derive(Deserialize)]
+    struct Body {
+        content: Content,
+    }
+
+    fn parts_of(json: &str) -> ApiResult<Vec<MessagePart>> {
+        let body: Body =
+            crate::http::ctx::parse_json(format!(r#"{{"content":{json}}}"#).as_bytes())?;
+        match body.content {
+            Content::Parts(parts) => Ok(parts),
+            Content::Text(_) => panic!("parts expected"),
+        }
+    }
+
     fn parse(json: &str) -> ApiResult<Vec<MessagePart>> {
-        let value = serde_json::from_str(json).expect("json");
-        validate("content", from_json("content", value)?, 1024 * 1024)
+        validate("content", parts_of(json)?, 1024 * 1024)
     }
 
     #[test]
@@ -315,8 +423,7 @@ mod tests {
             r#"[{{"type":"image","media_type":"image/png","data":"{}"}}]"#,
             encode_base64(&png)
         );
-        let parts =
-            from_json("content", serde_json::from_str(&json).expect("json")).expect("parts");
+        let parts = parts_of(&json).expect("parts");
         let err = validate("content", parts, 10 << 20).expect_err("big");
         assert_eq!(err.status, 413);
     }

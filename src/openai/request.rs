@@ -91,18 +91,11 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    /// `{"url", "detail"}`; some clients send the URL as a bare string.
     #[serde(default)]
-    image_url: Option<ImageUrl>,
+    image_url: Option<Value>,
     #[serde(default)]
     file: Option<FilePart>,
-}
-
-/// `image_url` is `{"url", "detail"}`; some clients send the URL as a bare string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ImageUrl {
-    Object { url: String },
-    Bare(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,8 +216,14 @@ fn content_part(param: &str, part: Part, role: Role, max_file_size: usize) -> Ap
         ));
     }
     let media = match (part.image_url, part.file) {
-        (Some(ImageUrl::Object { url } | ImageUrl::Bare(url)), _) if part.kind == "image_url" => {
-            media::image_from_url(&format!("{param}.image_url.url"), &url, max_file_size)?
+        (Some(image_url), _) if part.kind == "image_url" => {
+            let url = match &image_url {
+                Value::String(url) => Some(url.as_str()),
+                other => other.get("url").and_then(Value::as_str),
+            };
+            let param = format!("{param}.image_url.url");
+            let url = url.ok_or_else(|| invalid(&param, "`image_url.url` is required."))?;
+            media::image_from_url(&param, url, max_file_size)?
         }
         (_, Some(file)) if part.kind == "file" => match (file.file_data, file.file_id) {
             (Some(data), _) => media::document(

@@ -119,7 +119,8 @@ describe('parts in stored chat', () => {
 
   test('bad parts are refused naming them; a plain string is still one text part', async () => {
     const unknown = await send({ content: [{ type: 'tool_call', name: 'f' }] });
-    assert.equal(envelope(assert, unknown, 422).param, 'content[0].type');
+    assert.equal(envelope(assert, unknown, 422).param, 'content[0]');
+    assert.match(unknown.body.error.message, /unknown part type `tool_call`/);
     const svg = await send({ content: [{ type: 'image', media_type: 'image/svg+xml', data: Buffer.from('<svg/>').toString('base64') }] });
     envelope(assert, svg, 415, 'unsupported_file_type');
     const plain = await send({ model: 'openai/gpt-4o', content: 'Just text' });
