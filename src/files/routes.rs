@@ -99,6 +99,9 @@ async fn check(param: &str, file: web_sys::File, settings: &FileSettings) -> Api
     let declared = media::normalize(&file.type_());
     let generic = declared.is_empty() || declared == "application/octet-stream";
     let text_either = is_text_type(&declared) && is_text_type(media_type);
+    if !generic && !text_either && !settings.allows(&declared) {
+        return Err(media::type_not_allowed(param, &declared, &allowed));
+    }
     if !generic && !text_either && declared != media_type {
         return Err(media::mismatch(param, &declared, Some(media_type)));
     }

@@ -82,7 +82,9 @@ describe('files in R2', () => {
     const lying = await upload(w, ada.access_token, '/api/files/upload', [['file', PNG, 'a.jpg', 'image/jpeg']]);
     envelope(assert, lying, 422, 'media_type_mismatch');
     const html = await upload(w, ada.access_token, '/api/files/upload', [['file', PNG, 'page.html', 'text/html']]);
-    envelope(assert, html, 422, 'media_type_mismatch');
+    envelope(assert, html, 415, 'unsupported_file_type');
+    const svg = await upload(w, ada.access_token, '/api/files/upload', [['file', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'), 'a.svg', 'image/svg+xml']]);
+    assert.match(envelope(assert, svg, 415, 'unsupported_file_type').message, /image\/svg\+xml/);
   });
 
   test('bad uploads get the status that names the limit or the problem', async () => {
