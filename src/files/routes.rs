@@ -368,9 +368,13 @@ async fn delete(cx: Ctx) -> ApiResult<Response> {
 /// optional `instruction` and `model` (default: as for chat), stores the result as the file's
 /// `analysis` and returns it; with `stream: true` as Server-Sent Events: `delta` `{"text"}`
 /// pieces, then `done` with the stored analysis (or `error` with the envelope). A streamed
-/// analysis is stored when the model finishes while the client is still reading.
+/// analysis is stored when the model finishes while the client is still reading. Counted
+/// against `RATE_LIMIT_CHAT` like a chat message.
 async fn analyze(mut cx: Ctx) -> ApiResult<Response> {
     let file = own_file(&cx).await?;
+    // A model call, counted with the user's chat messages (RATE_LIMIT_CHAT).
+    let limit = cx.config.rate_limits.chat_per_user;
+    crate::rate_limit::kv::enforce(&cx, "chat", &file.user_id, limit).await?;
     let bytes = cx.body_bytes().await?;
     let body: AnalyzeBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         AnalyzeBody::default()
