@@ -159,6 +159,8 @@ bench: build bench-tools
 	node bench/run.mjs
 	@# Realtime: latency per delta through the conversation's Durable Object, open sockets and memory.
 	node bench/realtime.mjs
+	@# Files: 10 MiB upload/download through the worker against local R2, memory, image chat CPU.
+	node bench/files.mjs
 
 # wrk from Debian's packages, or oha from crates.io where apt-get is unavailable; Portkey at
 # the version package.json pins; LiteLLM pinned into its own virtualenv when asked for.

@@ -90,11 +90,15 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
         });
 
     let mut route_label = "unmatched";
+    let body_limit = match router::find(&routes, Method::parse(&method_name), &path) {
+        RouteMatch::Found(route, _) => config.body_limit(route.body),
+        _ => config.max_body_bytes,
+    };
     let result: Result<Response, ApiError> = if let Some(err) = no_randomness {
         Err(err)
     } else if let Some(problem) = config.problems.first() {
         Err(ApiError::misconfigured(problem.setting, &problem.problem))
-    } else if let Some(err) = declared_body_too_large(&req, config.max_body_bytes) {
+    } else if let Some(err) = declared_body_too_large(&req, body_limit) {
         Err(err)
     } else if method_name == "OPTIONS" && is_cors_request {
         preflight(cors_origin.is_some())
@@ -113,6 +117,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
                     params,
                     route: route.path,
                     read_body: None,
+                    body_limit,
                 };
                 (route.handler)(cx).await
             }

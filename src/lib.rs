@@ -10,6 +10,7 @@ pub mod chat;
 pub mod compat;
 pub mod config;
 pub mod conversations;
+pub mod files;
 pub mod http;
 pub mod live;
 pub mod meta;

@@ -32,6 +32,7 @@ pub fn own_routes() -> Vec<Route> {
     all.extend(crate::chat::routes::routes());
     all.extend(crate::modes::routes::routes());
     all.extend(crate::live::routes::routes());
+    all.extend(crate::files::routes::routes());
     all
 }
 

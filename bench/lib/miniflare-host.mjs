@@ -5,7 +5,7 @@
 // is read the worker's log lines off workerd's stdout (Miniflare parses them) and print them.
 //
 //   node bench/lib/miniflare-host.mjs '<JSON: {modules: [{type, path}…] (the entry first), modulesRoot, compatibilityDate,
-//     compatibilityFlags, bindings, d1Databases, kvNamespaces, durableObjects?, persistTo}>'
+//     compatibilityFlags, bindings, d1Databases, kvNamespaces, r2Buckets, durableObjects?, persistTo}>'
 //
 // Prints one line `{"url":"http://127.0.0.1:…/"}` once the worker accepts requests; SIGTERM
 // disposes of Miniflare (and so of workerd) and exits.
@@ -33,6 +33,7 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   d1Databases: cfg.d1Databases,
   kvNamespaces: cfg.kvNamespaces,
   durableObjects: cfg.durableObjects,
+  r2Buckets: cfg.r2Buckets,
   unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
 }));
 

@@ -115,6 +115,8 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     bindings,
     d1Databases: { DB: settings.d1Id },
     kvNamespaces: { KV: settings.kvId },
+    // File bytes (binding FILES), local R2 in the same state directory.
+    r2Buckets: { FILES: 'threadline-files' },
     persistTo: path.join(stateDir, 'v3'),
   };
   // Threadline's conversations' Durable Object (wrangler.toml); a one-file entry has none.

@@ -20,7 +20,7 @@
 //! anything else), so a history that would start with an assistant turn loses it, and
 //! consecutive turns of one role — a user who sent twice after a failed reply — are joined.
 
-use crate::providers::wire::{ChatMessage, Role};
+use crate::providers::wire::{ChatMessage, Media, MediaKind, MediaSource, Part, Role};
 
 /// Tokens counted for each message on top of its text (role markers and separators).
 pub const MESSAGE_OVERHEAD_TOKENS: u32 = 4;
@@ -37,8 +37,41 @@ pub fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(ascii.div_ceil(4) + other).unwrap_or(u32::MAX)
 }
 
-fn message_tokens(content: &str) -> u32 {
-    estimate_tokens(content).saturating_add(MESSAGE_OVERHEAD_TOKENS)
+/// Tokens counted for an image: about what OpenAI charges for a 1024×1024 picture at high
+/// detail (765) and Anthropic for one of ~1.1 megapixels (~1,500), rounded to the higher side.
+pub const IMAGE_TOKENS: u32 = 1_600;
+
+/// The estimated tokens of a media part: [`IMAGE_TOKENS`] for an image; for a document, one
+/// token per three bytes of its (base64) data — a PDF page is a few kilobytes and costs a few
+/// thousand tokens once read, so this errs high — or a flat 4,000 for one fetched by URL.
+pub fn media_tokens(media: &Media) -> u32 {
+    match (media.kind, &media.source) {
+        (MediaKind::Image, _) => IMAGE_TOKENS,
+        (MediaKind::Document, MediaSource::Base64(data)) => {
+            u32::try_from(data.len() / 3).unwrap_or(u32::MAX)
+        }
+        (MediaKind::Document, MediaSource::Url(_)) => 4_000,
+    }
+}
+
+/// The estimated tokens of a whole message: its texts, its media and its framing.
+pub fn message_tokens(message: &ChatMessage) -> u32 {
+    message
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => estimate_tokens(text),
+            Part::Media(media) => media_tokens(media),
+        })
+        .fold(MESSAGE_OVERHEAD_TOKENS, u32::saturating_add)
+}
+
+/// A message with neither text nor media says nothing and is left out.
+fn is_empty(message: &ChatMessage) -> bool {
+    message
+        .parts
+        .iter()
+        .all(|part| part.as_text().is_some_and(|text| text.trim().is_empty()))
 }
 
 /// The messages to send, with what was left out.
@@ -62,15 +95,15 @@ pub fn fit_to_budget(
     let system = system_prompt
         .filter(|p| !p.trim().is_empty())
         .map(|p| ChatMessage::new(Role::System, p));
-    let mut used = system.as_ref().map_or(0, |s| message_tokens(&s.content));
+    let mut used = system.as_ref().map_or(0, message_tokens);
 
     let candidates: Vec<&ChatMessage> = history
         .iter()
-        .filter(|m| m.role != Role::System && !m.content.trim().is_empty())
+        .filter(|m| m.role != Role::System && !is_empty(m))
         .collect();
     let mut kept: Vec<&ChatMessage> = Vec::new();
     for message in candidates.iter().rev() {
-        let cost = message_tokens(&message.content);
+        let cost = message_tokens(message);
         if !kept.is_empty() && used.saturating_add(cost) > budget_tokens {
             break;
         }
@@ -87,15 +120,14 @@ pub fn fit_to_budget(
     for message in kept {
         match messages.last_mut() {
             Some(last) if last.role == message.role => {
-                last.content.push_str("\n\n");
-                last.content.push_str(&message.content);
+                last.append(message);
             }
             _ => messages.push(message.clone()),
         }
     }
-    let estimated_tokens = messages.iter().fold(0u32, |sum, m| {
-        sum.saturating_add(message_tokens(&m.content))
-    });
+    let estimated_tokens = messages
+        .iter()
+        .fold(0u32, |sum, m| sum.saturating_add(message_tokens(m)));
     ProviderContext {
         messages,
         estimated_tokens,
@@ -116,7 +148,10 @@ mod tests {
     }
 
     fn contents(ctx: &ProviderContext) -> Vec<&str> {
-        ctx.messages.iter().map(|m| m.content.as_str()).collect()
+        ctx.messages
+            .iter()
+            .map(|m| m.plain_text().expect("text"))
+            .collect()
     }
 
     /// A message whose estimate is exactly `tokens` including the overhead.
@@ -160,7 +195,7 @@ mod tests {
         let firsts: Vec<char> = ctx
             .messages
             .iter()
-            .map(|m| m.content.chars().next().expect("text"))
+            .map(|m| m.text().chars().next().expect("text"))
             .collect();
         assert_eq!(firsts, ['c', 'd', 'e']);
         assert_eq!(ctx.dropped, 2);
@@ -190,7 +225,7 @@ mod tests {
         let history = [user("old"), sized(Role::User, 'x', 500)];
         let ctx = fit_to_budget(None, &history, 100);
         assert_eq!(ctx.messages.len(), 1);
-        assert!(ctx.messages[0].content.starts_with('x'));
+        assert!(ctx.messages[0].text().starts_with('x'));
         assert_eq!(ctx.dropped, 1);
     }
 
@@ -216,7 +251,7 @@ mod tests {
         let ctx = fit_to_budget(None, &history, 25);
         assert_eq!(ctx.messages.len(), 1);
         assert_eq!(ctx.messages[0].role, Role::User);
-        assert!(ctx.messages[0].content.starts_with('c'));
+        assert!(ctx.messages[0].text().starts_with('c'));
         assert_eq!(ctx.dropped, 2);
     }
 

@@ -93,6 +93,7 @@ mod tests {
             conversation_id: "c".repeat(32),
             role,
             content: content.into(),
+            parts: vec![crate::conversations::parts::MessagePart::text(content)],
             model: None,
             status: MessageStatus::Complete,
             usage: None,

@@ -20,15 +20,18 @@ use serde::Deserialize;
 use crate::conversations::input::{
     validate_message_content, validate_mode, validate_system_prompt,
 };
+use crate::conversations::parts::{self, Content, MessagePart};
 use crate::http::error::{ApiError, ApiResult};
 use crate::modes::catalogue::ModeCatalogue;
 use crate::platform::ids::is_valid_id;
 use crate::providers::resolve::validate_model;
+use crate::providers::wire::Part;
 
 /// The body of every send route.
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatBody {
-    pub content: Option<String>,
+    /// A string, or a list of typed parts ([`crate::conversations::parts`]).
+    pub content: Option<Content>,
     pub message: Option<String>,
     pub conversation_id: Option<String>,
     pub thread_id: Option<String>,
@@ -43,8 +46,14 @@ pub struct ChatBody {
 /// A send request, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatInput {
-    /// The message exactly as sent (validated non-blank and within the limit).
+    /// The message's text exactly as sent (validated within the limit; non-blank unless the
+    /// message has images or files).
     pub content: String,
+    /// The message's parts as stored; empty for a plain-text message.
+    pub parts: Vec<MessagePart>,
+    /// What the model gets for this message: its parts, with attached files read (the send
+    /// handler replaces [`ChatInput::parts`]' file notes with the files' contents).
+    pub model_parts: Vec<Part>,
     /// The conversation to continue; `None` starts a new one.
     pub conversation_id: Option<String>,
     pub model: Option<String>,
@@ -54,10 +63,10 @@ pub struct ChatInput {
 }
 
 /// Exactly one of two synonymous fields, named in the error when both are sent.
-fn one_of(
-    (a, a_value): (&str, Option<String>),
-    (b, b_value): (&str, Option<String>),
-) -> ApiResult<Option<(String, String)>> {
+fn one_of<T>(
+    (a, a_value): (&str, Option<T>),
+    (b, b_value): (&str, Option<T>),
+) -> ApiResult<Option<(String, T)>> {
     match (a_value, b_value) {
         (Some(_), Some(_)) => Err(ApiError::validation(
             b,
@@ -78,13 +87,38 @@ impl ChatInput {
         path_conversation: Option<&str>,
         force_stream: bool,
         max_chars: usize,
+        max_file_size: usize,
         modes: &ModeCatalogue,
     ) -> ApiResult<ChatInput> {
-        let (field, content) = one_of(("content", body.content), ("message", body.message))?
+        let message = body.message.map(Content::Text);
+        let (field, content) = one_of(("content", body.content), ("message", message))?
             .ok_or_else(|| {
                 ApiError::validation("content", "`content` (or `message`) is required.")
             })?;
-        validate_message_content(&field, &content, max_chars)?;
+        let (content, parts) = match content {
+            Content::Text(text) => {
+                validate_message_content(&field, &text, max_chars)?;
+                (text, Vec::new())
+            }
+            Content::Parts(parts) => {
+                let parts = parts::validate(&field, parts, max_file_size)?;
+                let text = parts::text_of(&parts);
+                if parts::text_only(&parts) {
+                    validate_message_content(&field, &text, max_chars)?;
+                    (text, Vec::new())
+                } else {
+                    if text.chars().count() > max_chars {
+                        validate_message_content(&field, &text, max_chars)?;
+                    }
+                    (text, parts)
+                }
+            }
+        };
+        let model_parts = if parts.is_empty() {
+            vec![Part::Text(content.clone())]
+        } else {
+            parts::to_wire(&parts)
+        };
 
         let mut named: Option<(String, String)> = None;
         for (name, value) in [
@@ -131,6 +165,8 @@ impl ChatInput {
         };
         Ok(ChatInput {
             content,
+            parts,
+            model_parts,
             conversation_id,
             model: body.model.as_deref().map(validate_model).transpose()?,
             mode: body
@@ -154,7 +190,7 @@ mod tests {
 
     fn parse(json: &str, path: Option<&str>) -> ApiResult<ChatInput> {
         let body: ChatBody = parse_json(json.as_bytes())?;
-        ChatInput::from_body(body, path, false, 100, &ModeCatalogue::default())
+        ChatInput::from_body(body, path, false, 100, 1 << 20, &ModeCatalogue::default())
     }
 
     fn param(result: ApiResult<ChatInput>) -> (u16, Option<String>) {
@@ -273,7 +309,8 @@ mod tests {
         assert!(!input.stream);
         let body: ChatBody = parse_json(br#"{"message":"hi","stream":false}"#).expect("json");
         let forced =
-            ChatInput::from_body(body, None, true, 100, &ModeCatalogue::default()).expect("ok");
+            ChatInput::from_body(body, None, true, 100, 1 << 20, &ModeCatalogue::default())
+                .expect("ok");
         assert!(forced.stream, "POST /api/chat/stream always streams");
     }
 }

@@ -19,12 +19,13 @@ use super::turn::{
 use crate::auth::guard::authenticate;
 use crate::conversations::input::HistoryQuery;
 use crate::conversations::model::{AssistantReply, Conversation, Message};
+use crate::conversations::parts::{no_such_file, MessagePart};
 use crate::conversations::routes::path_id;
 use crate::conversations::store::{ConversationStore, Destination, UserMessage};
 use crate::http::ctx::{parse_json, require_media_type, Ctx};
 use crate::http::error::ApiResult;
 use crate::http::response;
-use crate::http::router::{handler, Method, Route};
+use crate::http::router::{handler, BodyLimit, Method, Route};
 use crate::platform::clock::SystemClock;
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::client::{event_stream_response, ProviderClient};
@@ -34,13 +35,15 @@ use crate::rate_limit::kv as rate_limit;
 pub fn routes() -> Vec<Route> {
     use Method::*;
     vec![
+        // Messages may carry inline images: bodies up to MAX_BODY_BYTES + a base64 file.
         Route::new(
             Post,
             "/api/conversations/{id}/messages",
             handler!(send_in_conversation),
-        ),
-        Route::new(Post, "/api/chat", handler!(chat)),
-        Route::new(Post, "/api/chat/stream", handler!(chat_stream)),
+        )
+        .with_body(BodyLimit::Media),
+        Route::new(Post, "/api/chat", handler!(chat)).with_body(BodyLimit::Media),
+        Route::new(Post, "/api/chat/stream", handler!(chat_stream)).with_body(BodyLimit::Media),
     ]
 }
 
@@ -80,11 +83,13 @@ pub(crate) async fn send(
         path.as_deref(),
         force_stream,
         cx.config.chat.max_message_chars,
+        cx.config.files.max_file_size,
         &cx.config.chat.modes,
     )?;
     if input.stream {
         return crate::live::routes::send_streamed(&cx, &user_id, &input, bytes).await;
     }
+    let input = read_attachments(&cx, &user_id, input).await?;
     let repository = Rc::new(ConversationStore::new(&cx)?);
     let model = Rc::new(ProviderClient::new(&cx));
     let keepalive_ms = cx.config.chat.stream_keepalive_ms;
@@ -106,6 +111,31 @@ pub(crate) async fn send(
         TurnReply::Streamed(relay) => event_stream_response(relay),
         TurnReply::Complete(sent) => response::json(200, &sent),
     }
+}
+
+/// The message's attached files: each must be one of the user's (422 `file_not_found`,
+/// missing and another user's alike); its name and type go into the stored part, and its
+/// contents to the model — images and PDFs as media, text files as text within the history
+/// budget.
+pub(crate) async fn read_attachments(cx: &Ctx, user_id: &str, mut input: ChatInput) -> ApiResult<ChatInput> {
+    let field = "content";
+    let max_text_chars = (cx.config.chat.context_budget_tokens as usize).saturating_mul(3);
+    for i in 0..input.parts.len() {
+        let MessagePart::File { file_id, .. } = &input.parts[i] else {
+            continue;
+        };
+        let param = format!("{field}[{i}]");
+        let file = crate::files::routes::find(cx, user_id, file_id)
+            .await?
+            .ok_or_else(|| no_such_file(&param))?;
+        input.model_parts[i] = crate::files::routes::attachment(cx, &file, max_text_chars).await?;
+        input.parts[i] = MessagePart::File {
+            file_id: file.id,
+            name: Some(file.name),
+            media_type: Some(file.media_type),
+        };
+    }
+    Ok(input)
 }
 
 /// `ctx.wait_until`: the job runs to the end even after the response has been sent.

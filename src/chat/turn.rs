@@ -38,15 +38,17 @@ use crate::conversations::input::{HistoryQuery, NewConversation, MAX_MESSAGE_PAG
 use crate::conversations::model::{
     AssistantReply, Conversation, Message, MessageStatus, TitleSource,
 };
+use crate::conversations::parts::to_wire;
 use crate::conversations::store::{Destination, UserMessage};
 use crate::conversations::title::{clean_model_title, title_from_message, title_request};
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::Clock;
 use crate::platform::ids::new_id;
 use crate::platform::logging::{LogLevel, LogLine};
+use crate::providers::capability::check_model;
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::settings::ProviderSettings;
-use crate::providers::wire::{ChatMessage, ChatRequest, Completion, Role};
+use crate::providers::wire::{ChatMessage, ChatRequest, Completion, Part, Role};
 
 /// A conversation and one page of its messages.
 pub type HistoryPage = (Conversation, Vec<Message>);
@@ -370,6 +372,11 @@ where
         system_prompt: input.system_prompt.as_deref(),
     };
     let plan = plan_reply(&conversation, overrides, turn.chat, turn.providers)?;
+    // An image or document for a model that cannot take it: 422 before anything is stored.
+    let asking = ChatMessage::with_parts(Role::User, input.model_parts.clone());
+    if !asking.is_text_only() {
+        check_model(turn.providers, &plan.model, std::slice::from_ref(&asking))?;
+    }
     read_older(
         repository.as_ref(),
         user_id,
@@ -385,6 +392,7 @@ where
     let user_message = UserMessage {
         id: new_id(now)?,
         content: input.content.clone(),
+        parts: input.parts.clone(),
         created_at: now,
     };
     let first_line_title = title_from_message(&input.content);
@@ -399,7 +407,7 @@ where
         },
     };
     // 5 starts here: the model is asked while the message is written.
-    let request = model_request(&turn, &plan, &history, &input.content);
+    let request = model_request(&turn, &plan, &history, &input.model_parts);
     let started = turn.clock.now_ms();
     let call = if input.stream {
         ModelCall::Stream(model.clone().stream(plan.model.clone(), request))
@@ -492,13 +500,19 @@ fn model_request(
     turn: &Turn<'_>,
     plan: &ReplyPlan,
     history: &[Message],
-    content: &str,
+    new_message: &[Part],
 ) -> ChatRequest {
     let mut turns: Vec<ChatMessage> = history
         .iter()
-        .map(|m| ChatMessage::new(m.role, m.content.clone()))
+        .map(|m| {
+            if m.parts.is_empty() {
+                ChatMessage::new(m.role, m.content.clone())
+            } else {
+                ChatMessage::with_parts(m.role, to_wire(&m.parts))
+            }
+        })
         .collect();
-    turns.push(ChatMessage::new(Role::User, content));
+    turns.push(ChatMessage::with_parts(Role::User, new_message.to_vec()));
     let context = fit_to_budget(plan.system_prompt.as_deref(), &turns, plan.budget_tokens);
     LogLine::new(LogLevel::Debug, turn.clock.now_ms(), "chat context")
         .field("request_id", turn.request_id)
@@ -575,6 +589,8 @@ mod tests {
     fn input(content: &str) -> ChatInput {
         ChatInput {
             content: content.into(),
+            parts: Vec::new(),
+            model_parts: vec![Part::Text(content.into())],
             conversation_id: None,
             model: Some("openai/gpt-4o".into()),
             mode: Some("similar_questions".into()),
@@ -609,6 +625,7 @@ mod tests {
             conversation_id: String::new(),
             role: Role::User,
             content: content.into(),
+            parts: Vec::new(),
             model: None,
             status: MessageStatus::Complete,
             usage: None,
@@ -924,6 +941,8 @@ mod tests {
     fn send(content: &str, conversation_id: Option<&str>, stream: bool) -> ChatInput {
         ChatInput {
             content: content.into(),
+            parts: Vec::new(),
+            model_parts: vec![Part::Text(content.into())],
             conversation_id: conversation_id.map(str::to_string),
             model: Some("openai/gpt-4o".into()),
             mode: None,
@@ -1267,7 +1286,7 @@ mod tests {
             .1
             .messages
             .iter()
-            .map(|m| m.content.as_str())
+            .map(|m| m.plain_text().expect("text"))
             .collect();
         assert_eq!(contents.last(), Some(&"Second"));
         assert!(

@@ -20,7 +20,7 @@
 //! about a setting names the one the operator used.
 
 use crate::config::source::{AliasedSource, ConfigSource, Convert, SettingAlias, Treatment};
-use crate::http::router::{Handler, Method, Route};
+use crate::http::router::{BodyLimit, Handler, Method, Route};
 
 pub mod chatflow;
 pub mod chronochat;
@@ -151,16 +151,18 @@ pub fn routes(ours: &[Route]) -> Vec<Route> {
                 Serves::Same(method, path) => ours
                     .iter()
                     .find(|r| r.method == method && r.path == path)
-                    .map(|r| r.handler),
-                Serves::Own(handler, _) => Some(handler),
+                    .map(|r| (r.handler, r.body)),
+                Serves::Own(handler, _) => Some((handler, BodyLimit::Default)),
                 Serves::Native | Serves::Later(_) => None,
             };
-            let Some(handler) = handler else { continue };
+            let Some((handler, body)) = handler else {
+                continue;
+            };
             let known = added
                 .iter()
                 .any(|r| r.method == seed.method && r.path == seed.path);
             if !known {
-                added.push(Route::new(seed.method, seed.path, handler));
+                added.push(Route::new(seed.method, seed.path, handler).with_body(body));
             }
         }
     }

@@ -53,6 +53,8 @@ pub struct Config {
     pub chat: crate::chat::settings::ChatSettings,
     /// AI providers, models, timeouts, retries and fallbacks (see `providers::settings`).
     pub providers: crate::providers::settings::ProviderSettings,
+    /// File and media limits (`MAX_FILE_SIZE`, `MAX_FILES_PER_UPLOAD`, …).
+    pub files: crate::files::settings::FileSettings,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
     /// Settings that were invalid and fell back to their defaults (logged as warnings).
@@ -167,6 +169,7 @@ impl Config {
         );
 
         let auth = crate::auth::settings::AuthSettings::from_source(src, &mut warnings);
+        let files = crate::files::settings::FileSettings::from_source(src, &mut warnings);
         let email = crate::auth::settings::EmailSettings::from_source(src);
         let rate_limits = crate::rate_limit::RateLimits::from_source(src, &mut warnings);
         let chat = crate::chat::settings::ChatSettings::from_source(src, &mut warnings);
@@ -187,8 +190,19 @@ impl Config {
             rate_limits,
             chat,
             providers,
+            files,
             problems,
             warnings,
+        }
+    }
+
+    /// The body limit of a route taking `body` ([`BodyLimit`]).
+    pub fn body_limit(&self, body: crate::http::router::BodyLimit) -> usize {
+        use crate::http::router::BodyLimit;
+        match body {
+            BodyLimit::Default => self.max_body_bytes,
+            BodyLimit::Media => self.files.media_body_bytes(self.max_body_bytes),
+            BodyLimit::Upload => self.files.upload_body_bytes(),
         }
     }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
 use super::model::{Conversation, Message, MessageStatus};
+use super::parts::MessagePart;
 use crate::providers::wire::Role;
 
 /// Names the JSON export's layout, so future versions can change it and importers can tell.
@@ -82,6 +83,13 @@ pub fn render_markdown(conversation: &Conversation, messages: &[Message]) -> Str
         if !message.content.ends_with('\n') {
             out.push('\n');
         }
+        let attachments: Vec<String> = message.parts.iter().filter_map(attachment_line).collect();
+        if !attachments.is_empty() {
+            out.push('\n');
+            for line in attachments {
+                out.push_str(&line);
+            }
+        }
         match message.status {
             MessageStatus::Complete => {}
             MessageStatus::Partial => {
@@ -91,6 +99,28 @@ pub fn render_markdown(conversation: &Conversation, messages: &[Message]) -> Str
         }
     }
     out
+}
+
+/// A Markdown line naming a part that is not text: an attached file by name, type and id (its
+/// bytes stay in the file store), an image by URL or as inline.
+fn attachment_line(part: &MessagePart) -> Option<String> {
+    match part {
+        MessagePart::Text { .. } => None,
+        MessagePart::File {
+            file_id,
+            name,
+            media_type,
+        } => Some(format!(
+            "- Attached file: {} ({}), id `{file_id}`\n",
+            name.as_deref().unwrap_or("file"),
+            media_type.as_deref().unwrap_or("unknown type")
+        )),
+        MessagePart::Image { url: Some(url), .. } => Some(format!("- Image: <{url}>\n")),
+        MessagePart::Image { media_type, .. } => Some(format!(
+            "- Image: inline {} (in the JSON export)\n",
+            media_type.as_deref().unwrap_or("image")
+        )),
+    }
 }
 
 /// A file name for the export: the title reduced to `a-z0-9-`, or `conversation`.
@@ -145,6 +175,7 @@ mod tests {
             conversation_id: "c".repeat(32),
             role,
             content: content.into(),
+            parts: vec![crate::conversations::parts::MessagePart::text(content)],
             model: (role == Role::Assistant).then(|| "openai/gpt-4o".to_string()),
             status,
             usage: (role == Role::Assistant).then(|| Usage::from_counts(3, 4)),
@@ -152,6 +183,23 @@ mod tests {
             created_at: 1_793_000_001_000,
             seq: 1,
         }
+    }
+
+    #[test]
+    fn markdown_names_attachments_under_their_message() {
+        let mut m = message(Role::User, "See this", MessageStatus::Complete);
+        m.parts.push(MessagePart::File {
+            file_id: "f".repeat(32),
+            name: Some("report.pdf".into()),
+            media_type: Some("application/pdf".into()),
+        });
+        m.parts.push(MessagePart::Image {
+            url: Some("https://x.test/a.png".into()),
+            media_type: None,
+            data: None,
+        });
+        let md = render_markdown(&conversation(), &[m]);
+        assert!(md.contains(&format!("See this\n\n- Attached file: report.pdf (application/pdf), id `{}`\n- Image: <https://x.test/a.png>\n", "f".repeat(32))), "{md}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Conversations: threads of messages in D1, owned by one user each.
 //!
 //! - [`model`]: conversations and messages as the API shows them.
-//! - [`input`]: request bodies and query parameters, validated.
+//! - [`input`]: request bodies and query parameters, validated. [`parts`]: a message's typed
+//!   parts (text, image, file).
 //! - [`cursor`]: opaque page cursors. [`search`]: user text to a safe full-text query.
 //! - [`title`]: titles, including those made from a first message.
 //! - [`export`]: JSON and Markdown files. [`stats`]: per-user counts.
@@ -14,6 +15,7 @@ pub mod cursor;
 pub mod export;
 pub mod input;
 pub mod model;
+pub mod parts;
 pub mod routes;
 pub mod search;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! What a conversation and a message are, as the API shows them, and how they are read from
 //! their D1 rows.
 
+use super::parts::MessagePart;
 use serde::{Deserialize, Serialize};
 
 use crate::providers::wire::{Role, Usage};
@@ -133,7 +134,11 @@ pub struct Message {
     pub id: String,
     pub conversation_id: String,
     pub role: Role,
+    /// The message's text (its text parts joined by newlines).
     pub content: String,
+    /// The message as typed parts (`[{"type":"text","text":…}]` for plain text); see
+    /// [`super::parts`].
+    pub parts: Vec<MessagePart>,
     /// The model that wrote an assistant message.
     pub model: Option<String>,
     pub status: MessageStatus,
@@ -161,6 +166,9 @@ pub struct MessageRow {
     pub latency_ms: Option<u64>,
     pub created_at: u64,
     pub seq: Option<u64>,
+    /// JSON parts; `None` for a message that is its `content` alone.
+    #[serde(default)]
+    pub parts: Option<String>,
 }
 
 impl From<MessageRow> for Message {
@@ -169,10 +177,16 @@ impl From<MessageRow> for Message {
             (None, None) => None,
             (p, c) => Some(Usage::from_counts(p.unwrap_or(0), c.unwrap_or(0))),
         };
+        let parts = row
+            .parts
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(|| vec![MessagePart::text(row.content.clone())]);
         Message {
             id: row.id,
             conversation_id: row.conversation_id,
             role: row.role,
+            parts,
             content: row.content,
             model: row.model,
             status: row.status,
@@ -231,6 +245,7 @@ impl AssistantReply {
             id: self.id,
             conversation_id: self.conversation_id,
             role: Role::Assistant,
+            parts: vec![MessagePart::text(self.content.clone())],
             content: self.content,
             model: self.model,
             status: self.status,
@@ -293,6 +308,7 @@ mod tests {
                 role: Role::Assistant,
                 content: "x".into(),
                 model: None,
+                parts: None,
                 status: MessageStatus::Partial,
                 prompt_tokens: p,
                 completion_tokens: c,

@@ -15,6 +15,7 @@ use super::input::{ConversationPatch, HistoryQuery, ListQuery, NewConversation};
 use super::model::{
     AssistantReply, Conversation, ConversationRow, Message, MessageRow, MessageStatus,
 };
+use super::parts::MessagePart;
 use super::stats::{ConversationCounts, MessageGroup, Stats};
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
@@ -31,7 +32,7 @@ macro_rules! conversation_columns {
 macro_rules! message_columns {
     () => {
         "id, conversation_id, role, content, model, status, prompt_tokens, completion_tokens, \
-         latency_ms, created_at, seq"
+         latency_ms, created_at, seq, parts"
     };
 }
 
@@ -137,8 +138,8 @@ const COUNT_MESSAGES: &str = "select m.role as role, m.model as model, count(*) 
 // the user (`?11`) that still exists.
 const INSERT_MESSAGE: &str = "insert into messages
     (id, conversation_id, role, content, model, status, prompt_tokens, completion_tokens,
-     latency_ms, created_at)
-    select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+     latency_ms, created_at, parts)
+    select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12
     where exists (select 1 from conversations where id = ?2 and user_id = ?11)";
 
 // The first message names a conversation whose title is still the placeholder.
@@ -159,7 +160,10 @@ const EXPORT_CHUNK: usize = 500;
 #[derive(Debug, Clone)]
 pub struct UserMessage {
     pub id: String,
+    /// The text (the text parts joined).
     pub content: String,
+    /// The parts, as stored (`[]` for plain text: the message is its `content`).
+    pub parts: Vec<MessagePart>,
     pub created_at: u64,
 }
 
@@ -171,6 +175,11 @@ impl UserMessage {
             conversation_id: conversation_id.to_string(),
             role: Role::User,
             content: self.content.clone(),
+            parts: if self.parts.is_empty() {
+                vec![MessagePart::text(self.content.clone())]
+            } else {
+                self.parts.clone()
+            },
             model: None,
             status: MessageStatus::Complete,
             usage: None,
@@ -201,6 +210,7 @@ fn insert_message<'a>(
     user_id: &'a str,
     reply: &'a AssistantReply,
     role: Role,
+    parts: Option<&'a str>,
 ) -> ApiResult<worker::D1PreparedStatement> {
     d1::stmt(
         db,
@@ -217,6 +227,7 @@ fn insert_message<'a>(
             Val::from(reply.latency_ms),
             Val::from(reply.created_at),
             Val::from(user_id),
+            Val::from(parts),
         ],
     )
 }
@@ -338,7 +349,21 @@ impl ConversationStore {
             latency_ms: None,
             created_at: message.created_at,
         };
-        statements.push(insert_message(&self.db, user_id, &stored, Role::User)?);
+        let parts = if message.parts.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&message.parts)
+                    .map_err(|e| ApiError::internal(format!("parts json: {e}")))?,
+            )
+        };
+        statements.push(insert_message(
+            &self.db,
+            user_id,
+            &stored,
+            Role::User,
+            parts.as_deref(),
+        )?);
         statements.push(d1::stmt(
             &self.db,
             SELECT_CONVERSATION,
@@ -384,7 +409,7 @@ impl ConversationStore {
     /// Stores a reply in the user's conversation; 404 when the conversation was deleted
     /// meanwhile (it is not written then).
     pub async fn add_reply(&self, user_id: &str, reply: AssistantReply) -> ApiResult<Message> {
-        let statement = insert_message(&self.db, user_id, &reply, Role::Assistant)?;
+        let statement = insert_message(&self.db, user_id, &reply, Role::Assistant, None)?;
         let result = statement
             .run()
             .await

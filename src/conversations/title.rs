@@ -187,9 +187,9 @@ mod tests {
         let long = "é".repeat(TITLE_SOURCE_CHARS + 10);
         let request = title_request(&long);
         assert_eq!(request.messages[0].role, Role::System);
-        assert_eq!(request.messages[0].content, TITLE_INSTRUCTION);
+        assert_eq!(request.messages[0].text(), TITLE_INSTRUCTION);
         assert_eq!(
-            request.messages[1].content.chars().count(),
+            request.messages[1].text().chars().count(),
             TITLE_SOURCE_CHARS
         );
         assert_eq!(request.max_tokens, Some(32));

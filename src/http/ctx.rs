@@ -23,6 +23,9 @@ pub struct Ctx {
     pub route: &'static str,
     /// A body already read by a handler that handed the request on ([`Ctx::put_back_body`]).
     pub read_body: Option<Vec<u8>>,
+    /// The most bytes the route's body may hold (`MAX_BODY_BYTES`, or more for the routes that
+    /// take media: [`crate::http::router::BodyLimit`]).
+    pub body_limit: usize,
 }
 
 impl Ctx {
@@ -59,7 +62,7 @@ impl Ctx {
         if let Some(bytes) = self.read_body.take() {
             return Ok(bytes);
         }
-        let limit = self.config.max_body_bytes;
+        let limit = self.body_limit;
         let bytes = self.req.bytes().await.map_err(|e| {
             ApiError::bad_request("unreadable_body", "The request body could not be read.")
                 .with_internal(e.to_string())

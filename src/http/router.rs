@@ -67,6 +67,19 @@ pub struct Route {
     /// (`/v1/models/{model}` matching `/v1/models/openai/gpt-4o`). The template stays a plain
     /// OpenAPI path, so the documentation test still compares it as written.
     pub rest: bool,
+    /// How large a body the route takes ([`BodyLimit`]).
+    pub body: BodyLimit,
+}
+
+/// Which size limit a route's body is held to. Most routes take small JSON documents
+/// (`MAX_BODY_BYTES`); a route whose JSON may carry inline media (base64 images and
+/// documents) takes `MAX_BODY_BYTES` plus a base64 `MAX_FILE_SIZE`; an upload route takes
+/// `MAX_FILES_PER_UPLOAD` files of `MAX_FILE_SIZE` (each file is checked on its own too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    Default,
+    Media,
+    Upload,
 }
 
 impl Route {
@@ -76,7 +89,14 @@ impl Route {
             path,
             handler,
             rest: false,
+            body: BodyLimit::Default,
         }
+    }
+
+    /// This route with a body held to `limit` instead of `MAX_BODY_BYTES`.
+    pub const fn with_body(mut self, limit: BodyLimit) -> Route {
+        self.body = limit;
+        self
     }
 
     /// This route with its last parameter taking the rest of the path (see [`Route::rest`]).

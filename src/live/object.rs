@@ -465,12 +465,16 @@ impl ConversationLive {
     /// the worker (D1, KV, configuration).
     fn ctx(&self, req: Request, request_id: String) -> Ctx {
         let raw: wasm_bindgen::JsValue = self.state.as_raw().into();
+        let config = crate::app::config(&self.env);
         Ctx {
             req,
             env: self.env.clone(),
             // The object's state has the `waitUntil` an execution context has.
             worker_ctx: Rc::new(worker::Context::new(raw.unchecked_into())),
-            config: crate::app::config(&self.env),
+            // The worker checked the send's body against its route's limit before handing it
+            // on; the object takes the same sends, media included.
+            body_limit: config.body_limit(crate::http::router::BodyLimit::Media),
+            config,
             request_id,
             params: Default::default(),
             route: "conversation object",
@@ -606,13 +610,15 @@ impl ConversationLive {
         let cx = self.ctx(req, send.request_id.clone());
         let body: ChatBody = parse_json(&send.body)?;
         let path = (!send.new).then_some(send.conversation_id.as_str());
-        let mut input = ChatInput::from_body(
+        let input = ChatInput::from_body(
             body,
             path,
             true,
             cx.config.chat.max_message_chars,
+            cx.config.files.max_file_size,
             &cx.config.chat.modes,
         )?;
+        let mut input = crate::chat::routes::read_attachments(&cx, &send.user_id, input).await?;
         if send.new && input.conversation_id.is_some() {
             return Err(ApiError::internal(
                 "a new conversation named an existing one",

@@ -16,8 +16,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::files::media;
 use crate::http::error::{ApiError, ApiResult};
-use crate::providers::wire::{ChatMessage, ChatRequest, Role};
+use crate::providers::wire::{ChatMessage, ChatRequest, Part as WirePart, Role};
 
 /// The fields of an OpenAI chat completion request that Threadline reads; serde ignores the
 /// rest.
@@ -90,6 +91,21 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    /// `{"url", "detail"}`; some clients send the URL as a bare string.
+    #[serde(default)]
+    image_url: Option<Value>,
+    #[serde(default)]
+    file: Option<FilePart>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FilePart {
+    #[serde(default)]
+    file_data: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(default)]
+    file_id: Option<String>,
 }
 
 /// What the handler needs besides the unified request.
@@ -170,8 +186,81 @@ fn refuse_unsupported(body: &CompletionRequest) -> ApiResult<()> {
     Ok(())
 }
 
-/// Validates the request and translates it into the unified one.
-pub(super) fn to_unified(body: CompletionRequest) -> ApiResult<(Options, ChatRequest)> {
+/// One content part: `text`; `image_url` with an https or `data:` URL; `file` with
+/// `file_data` (base64, with or without a `data:` prefix) and an optional `filename`. Media
+/// are only a user's to send (OpenAI refuses them elsewhere too), and are checked here —
+/// type, size, bytes — so a bad one is the client's 4xx, never a provider's puzzling error.
+fn content_part(param: &str, part: Part, role: Role, max_file_size: usize) -> ApiResult<WirePart> {
+    if part.kind == "text" {
+        return match part.text {
+            Some(text) => Ok(WirePart::Text(text)),
+            None => Err(invalid(
+                format!("{param}.text"),
+                "A text part needs `text`.",
+            )),
+        };
+    }
+    if !matches!(part.kind.as_str(), "image_url" | "file") {
+        return Err(invalid(
+            format!("{param}.type"),
+            format!(
+                "Content parts of type {:?} are not supported; use text, image_url or file.",
+                part.kind
+            ),
+        ));
+    }
+    if role != Role::User {
+        return Err(invalid(
+            param,
+            "Only user messages may carry images and files.",
+        ));
+    }
+    let media = match (part.image_url, part.file) {
+        (Some(image_url), _) if part.kind == "image_url" => {
+            let url = match &image_url {
+                Value::String(url) => Some(url.as_str()),
+                other => other.get("url").and_then(Value::as_str),
+            };
+            let param = format!("{param}.image_url.url");
+            let url = url.ok_or_else(|| invalid(&param, "`image_url.url` is required."))?;
+            media::image_from_url(&param, url, max_file_size)?
+        }
+        (_, Some(file)) if part.kind == "file" => match (file.file_data, file.file_id) {
+            (Some(data), _) => media::document(
+                &format!("{param}.file.file_data"),
+                &data,
+                file.filename,
+                max_file_size,
+            )?,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    format!("{param}.file.file_id"),
+                    "File ids are not taken here; send the file as `file_data`.",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{param}.file"),
+                    "A file part needs `file_data`.",
+                ))
+            }
+        },
+        _ => {
+            return Err(invalid(
+                format!("{param}.{}", part.kind),
+                format!("A {} part needs its `{}` object.", part.kind, part.kind),
+            ))
+        }
+    };
+    Ok(WirePart::Media(media))
+}
+
+/// Validates the request and translates it into the unified one; inline media are held to
+/// `max_file_size` bytes each.
+pub(super) fn to_unified(
+    body: CompletionRequest,
+    max_file_size: usize,
+) -> ApiResult<(Options, ChatRequest)> {
     refuse_unsupported(&body)?;
     if body.model.trim().is_empty() {
         return Err(invalid(
@@ -204,26 +293,24 @@ pub(super) fn to_unified(body: CompletionRequest) -> ApiResult<(Options, ChatReq
                 ))
             }
         };
-        let content = match message.content {
-            None => String::new(),
-            Some(Content::Text(text)) => text,
+        let parts = match message.content {
+            None => vec![WirePart::Text(String::new())],
+            Some(Content::Text(text)) => vec![WirePart::Text(text)],
             Some(Content::Parts(parts)) => {
-                let mut texts = Vec::with_capacity(parts.len());
-                for part in parts {
-                    match (part.kind.as_str(), part.text) {
-                        ("text", Some(text)) => texts.push(text),
-                        _ => {
-                            return Err(invalid(
-                                format!("messages[{i}].content"),
-                                "Only text content parts are supported.",
-                            ))
-                        }
-                    }
+                let mut out = Vec::with_capacity(parts.len());
+                for (j, part) in parts.into_iter().enumerate() {
+                    let param = format!("messages[{i}].content[{j}]");
+                    out.push(content_part(&param, part, role, max_file_size)?);
                 }
-                texts.join("\n")
+                // Text parts alone are one text, as OpenAI reads them.
+                if out.iter().all(|p| matches!(p, WirePart::Text(_))) {
+                    vec![WirePart::Text(ChatMessage::with_parts(role, out).text())]
+                } else {
+                    out
+                }
             }
         };
-        messages.push(ChatMessage::new(role, content));
+        messages.push(ChatMessage::with_parts(role, parts));
     }
     if let Some(t) = body.temperature {
         if !(0.0..=2.0).contains(&t) {
@@ -293,7 +380,10 @@ mod tests {
     use crate::http::ctx::parse_json;
 
     fn parse(body: &str) -> ApiResult<(Options, ChatRequest)> {
-        to_unified(parse_json::<CompletionRequest>(body.as_bytes())?)
+        to_unified(
+            parse_json::<CompletionRequest>(body.as_bytes())?,
+            1024 * 1024,
+        )
     }
 
     fn error_param(body: &str) -> (u16, Option<String>) {
@@ -391,8 +481,8 @@ mod tests {
                 "messages[0].role",
             ),
             (
-                r#"{"model":"m/x","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
-                "messages[0].content",
+                r#"{"model":"m/x","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]}"#,
+                "messages[0].content[0].type",
             ),
             (
                 r#"{"model":"m/x","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
@@ -418,6 +508,81 @@ mod tests {
         for (body, param) in cases {
             assert_eq!(error_param(body), (400, Some(param.to_string())), "{body}");
         }
+    }
+
+    #[test]
+    fn image_url_and_file_parts_become_media_in_order() {
+        let png = crate::files::media::encode_base64(crate::files::media::samples::PNG);
+        let pdf = crate::files::media::encode_base64(b"%PDF-1.4\n%%EOF\n");
+        let body = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[
+                {{"type":"text","text":"What is this?"}},
+                {{"type":"image_url","image_url":{{"url":"data:image/png;base64,{png}","detail":"high"}}}},
+                {{"type":"image_url","image_url":{{"url":"https://example.com/cat.jpg"}}}},
+                {{"type":"file","file":{{"file_data":"{pdf}","filename":"a.pdf"}}}}]}}]}}"#
+        );
+        let (_, request) = parse(&body).expect("valid");
+        let turn = &request.messages[0];
+        assert_eq!(turn.parts[0], WirePart::Text("What is this?".into()));
+        let media: Vec<(&str, Option<&str>)> = turn
+            .media()
+            .map(|m| (m.media_type.as_str(), m.name.as_deref()))
+            .collect();
+        assert_eq!(
+            media,
+            [
+                ("image/png", None),
+                ("image/jpeg", None),
+                ("application/pdf", Some("a.pdf"))
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_media_parts_are_refused_naming_the_part() {
+        let png = crate::files::media::encode_base64(crate::files::media::samples::PNG);
+        let cases = [
+            (
+                format!(
+                    r#"[{{"type":"image_url","image_url":{{"url":"data:image/svg+xml;base64,{png}"}}}}]"#
+                ),
+                415,
+                "messages[0].content[0].image_url.url",
+            ),
+            (
+                r#"[{"type":"image_url","image_url":{"url":"http://example.com/a.png"}}]"#
+                    .to_string(),
+                422,
+                "messages[0].content[0].image_url.url",
+            ),
+            (
+                r#"[{"type":"text","text":"a"},{"type":"file","file":{"file_id":"file-abc"}}]"#
+                    .to_string(),
+                400,
+                "messages[0].content[1].file.file_id",
+            ),
+            (
+                r#"[{"type":"image_url"}]"#.to_string(),
+                400,
+                "messages[0].content[0].image_url",
+            ),
+        ];
+        for (content, status, param) in cases {
+            let body =
+                format!(r#"{{"model":"m/x","messages":[{{"role":"user","content":{content}}}]}}"#);
+            assert_eq!(
+                error_param(&body),
+                (status, Some(param.to_string())),
+                "{content}"
+            );
+        }
+        let assistant = format!(
+            r#"{{"model":"m/x","messages":[{{"role":"assistant","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{png}"}}}}]}}]}}"#
+        );
+        assert_eq!(
+            error_param(&assistant),
+            (400, Some("messages[0].content[0]".into()))
+        );
     }
 
     #[test]

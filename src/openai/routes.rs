@@ -23,7 +23,7 @@ use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
 use crate::http::router::handler;
-use crate::http::router::{Method, Route};
+use crate::http::router::{BodyLimit, Method, Route};
 use crate::openai::caller::v1_caller;
 use crate::openai::chunks::{completion_body, completion_id, ChunkStream, ChunkWriter};
 use crate::openai::embeddings::{self, EmbeddingsBody};
@@ -42,7 +42,8 @@ pub fn routes() -> Vec<Route> {
             Method::Post,
             "/v1/chat/completions",
             handler!(chat_completions),
-        ),
+        )
+        .with_body(BodyLimit::Media),
         Route::new(Method::Get, "/v1/models", handler!(list_models)),
         // Model ids have a slash (`openai/gpt-4o`): SDKs send it encoded, curl as it is.
         Route::new(Method::Get, "/v1/models/{model}", handler!(retrieve_model)).with_rest(),
@@ -61,7 +62,7 @@ async fn chat_completions(cx: Ctx) -> ApiResult<Response> {
 pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Response> {
     v1_caller(&cx).await?;
     let body: CompletionRequest = cx.json().await?;
-    let (mut options, request) = to_unified(body)?;
+    let (mut options, request) = to_unified(body, cx.config.files.max_file_size)?;
     options.stream |= force_stream;
     let client = ProviderClient::new(&cx);
     let created = SystemClock.now_secs();

@@ -159,6 +159,17 @@ export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
       const args = ['kv', 'key', 'delete', key, '--binding', 'KV', '--local', '--persist-to', stateDir, '--config', config];
       await execFileAsync(WRANGLER, args, { cwd: dir, env: childEnv(), timeout: 60_000 });
     },
+    /** Whether the worker's local R2 bucket FILES holds `key` (read behind the worker's back). */
+    async r2Has(key) {
+      const file = path.join(dir, 'r2-object');
+      const args = ['r2', 'object', 'get', `threadline-files/${key}`, '--local', '--persist-to', stateDir, '--config', config, '--file', file];
+      try {
+        await execFileAsync(WRANGLER, args, { cwd: dir, env: childEnv(), timeout: 60_000 });
+        return true;
+      } catch {
+        return false;
+      }
+    },
     async stop({ keepState = false } = {}) {
       if (!exited) {
         try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }

@@ -369,6 +369,11 @@ class Out {
 // Request understanding (per provider)
 // ---------------------------------------------------------------------------
 
+/** A user turn's text with its media named after it: `What is this? [image/png]`. */
+function withMedia(text, tags) {
+  return [text, ...tags.map((t) => `[${t}]`)].filter(Boolean).join(' ');
+}
+
 function conversation(provider, body) {
   // → { lastUser, promptText }
   const texts = [];
@@ -379,20 +384,137 @@ function conversation(provider, body) {
     for (const c of Array.isArray(body.contents) ? body.contents : []) {
       const t = textOf(c?.parts);
       texts.push(t);
-      if (!c?.role || c.role === 'user') lastUser = t;
+      if (!c?.role || c.role === 'user') lastUser = withMedia(t, mediaOf(provider, c?.parts));
     }
   } else {
     if (provider === 'anthropic' && body.system != null) texts.push(textOf(body.system));
     for (const m of Array.isArray(body.messages) ? body.messages : []) {
       const t = textOf(m?.content);
       texts.push(t);
-      if (m?.role === 'user') lastUser = t;
+      if (m?.role === 'user') lastUser = withMedia(t, mediaOf(provider, m?.content));
     }
   }
   return { lastUser, promptText: texts.join(' ') };
 }
 
 const OPENAI_ROLES = ['system', 'assistant', 'user', 'function', 'tool', 'developer'];
+
+// ---------------------------------------------------------------------------
+// Images and documents: each provider's shapes, checked as the real APIs check them
+// ---------------------------------------------------------------------------
+
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const MB = 1024 * 1024;
+
+/** The media type the bytes of `b64` start with (null when unknown or not base64). */
+function sniff(b64) {
+  if (typeof b64 !== 'string' || !BASE64.test(b64) || b64.length % 4 === 1) return null;
+  const head = Buffer.from(b64.slice(0, 24), 'base64');
+  if (head.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'image/jpeg';
+  if (head.subarray(0, 3).toString('latin1') === 'GIF') return 'image/gif';
+  if (head.subarray(0, 4).toString('latin1') === 'RIFF' && head.subarray(8, 12).toString('latin1') === 'WEBP') return 'image/webp';
+  if (head.subarray(0, 5).toString('latin1') === '%PDF-') return 'application/pdf';
+  return null;
+}
+
+/** `data:<type>;base64,<data>` → { type, data } (null for anything else). */
+function dataUrl(url) {
+  const m = /^data:([^;,]+);base64,(.*)$/s.exec(String(url ?? ''));
+  return m ? { type: m[1].toLowerCase(), data: m[2] } : null;
+}
+
+/** The media of a message's content or parts, as "type" tags (what the default reply names). */
+function mediaOf(provider, content) {
+  const tags = [];
+  for (const p of Array.isArray(content) ? content : []) {
+    if (!p || typeof p !== 'object') continue;
+    if (provider === 'gemini') {
+      const inline = p.inlineData ?? p.inline_data;
+      const file = p.fileData ?? p.file_data;
+      if (inline) tags.push(inline.mimeType ?? inline.mime_type);
+      if (file) tags.push(`${file.mimeType ?? file.mime_type} ${file.fileUri ?? file.file_uri}`);
+    } else if (provider === 'anthropic') {
+      if (p.type === 'image' || p.type === 'document') {
+        tags.push(p.source?.type === 'url' ? `${p.type} ${p.source.url}` : p.source?.media_type);
+      }
+    } else if (p.type === 'image_url') {
+      const url = p.image_url?.url;
+      tags.push(dataUrl(url)?.type ?? url);
+    } else if (p.type === 'file') {
+      tags.push(dataUrl(p.file?.file_data)?.type ?? sniff(p.file?.file_data) ?? 'file');
+    }
+  }
+  return tags;
+}
+
+/** The real APIs' answers to bad image and document input (null when all is well). */
+function validateMedia(provider, body) {
+  if (provider === 'gemini') {
+    let total = 0;
+    for (const [i, c] of (body.contents ?? []).entries()) {
+      for (const [j, p] of (Array.isArray(c?.parts) ? c.parts : []).entries()) {
+        const inline = p?.inlineData ?? p?.inline_data;
+        const file = p?.fileData ?? p?.file_data;
+        if (inline) {
+          const key = p.inlineData ? 'inlineData' : 'inline_data';
+          if (!(inline.mimeType ?? inline.mime_type)) return { status: 400, errorMessage: `* GenerateContentRequest.contents[${i}].parts[${j}].${key}.mime_type: mime_type is not specified\n` };
+          const data = String(inline.data ?? '');
+          if (data.startsWith('data:') || !BASE64.test(data)) return { status: 400, errorMessage: `Invalid value at 'contents[${i}].parts[${j}].${key}.data' (TYPE_BYTES), Base64 decoding failed for "${data.slice(0, 20)}"` };
+          total += data.length;
+        }
+        if (file && !(file.fileUri ?? file.file_uri)) return { status: 400, errorMessage: `* GenerateContentRequest.contents[${i}].parts[${j}].file_data.file_uri: file_uri is not specified\n` };
+      }
+    }
+    if (total > 20 * MB) return { status: 400, errorMessage: 'Request payload size exceeds the limit: 20971520 bytes.' };
+    return null;
+  }
+  for (const [i, m] of (body.messages ?? []).entries()) {
+    if (!Array.isArray(m?.content)) continue;
+    for (const [j, p] of m.content.entries()) {
+      const at = provider === 'anthropic' ? `messages.${i}.content.${j}` : `messages[${i}].content[${j}]`;
+      if (provider === 'anthropic') {
+        if (p?.type !== 'image' && p?.type !== 'document') continue;
+        const src = p.source ?? {};
+        if (src.type === 'url') {
+          if (!/^https:\/\//.test(String(src.url ?? ''))) return { status: 400, errorMessage: `${at}.${p.type}.source.url: Input should be a valid URL` };
+          continue;
+        }
+        if (src.type !== 'base64') return { status: 400, errorMessage: `${at}.${p.type}.source: Input tag '${src.type}' found using 'type' does not match any of the expected tags: 'base64', 'url'` };
+        const allowed = p.type === 'image' ? IMAGE_TYPES : ['application/pdf'];
+        if (!allowed.includes(src.media_type)) return { status: 400, errorMessage: `${at}.${p.type}.source.base64.media_type: Input should be ${allowed.map((t) => `'${t}'`).join(', ')}` };
+        const data = String(src.data ?? '');
+        if (data.startsWith('data:') || !BASE64.test(data)) return { status: 400, errorMessage: `${at}.${p.type}.source.base64.data: The base64 data is invalid (a data: URL prefix is not allowed)` };
+        if (p.type === 'image' && data.length > 5 * MB) return { status: 400, errorMessage: `${at}.image.source.base64: image exceeds 5 MB maximum: ${data.length} bytes > 5242880 bytes` };
+        if (sniff(data) !== src.media_type) return { status: 400, errorMessage: `${at}.${p.type}.source.base64: The ${p.type} was specified using the ${src.media_type} media type, but does not appear to be a valid ${src.media_type} ${p.type}` };
+        continue;
+      }
+      // OpenAI and OpenAI-compatible servers
+      if (p?.type === 'text') continue;
+      if (p?.type === 'image_url') {
+        if (m.role !== 'user') return { status: 400, errorMessage: `Invalid 'messages[${i}]'. Image URLs are only allowed for messages with role 'user', but this message with role '${m.role}' contains an image URL.`, param: `messages[${i}]`, code: 'invalid_value' };
+        const url = String(p.image_url?.url ?? '');
+        const d = dataUrl(url);
+        if (d) {
+          if (!IMAGE_TYPES.includes(d.type) || sniff(d.data) !== d.type) return { status: 400, errorMessage: "You uploaded an unsupported image. Please make sure your image has of one the following formats: ['png', 'jpeg', 'gif', 'webp'].", param: null, code: 'invalid_image_format' };
+          if (d.data.length * 0.75 > 20 * MB) return { status: 400, errorMessage: 'Image exceeds the 20 MB limit.', code: 'image_too_large' };
+        } else if (!/^https?:\/\//.test(url)) {
+          return { status: 400, errorMessage: `Invalid image URL: '${at}.image_url.url'. Expected a base64-encoded data URL with an image MIME type (e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), but got a value without the 'data:' prefix.`, param: `${at}.image_url.url`, code: 'invalid_value' };
+        }
+        continue;
+      }
+      if (p?.type === 'file' && provider === 'openai') {
+        const raw = String(p.file?.file_data ?? '');
+        const data = dataUrl(raw)?.data ?? raw;
+        if (!p.file?.file_id && (!raw || sniff(data) !== 'application/pdf')) return { status: 400, errorMessage: `Invalid file data: '${at}.file.file_data'. Expected a base64-encoded PDF.`, param: `${at}.file.file_data`, code: 'invalid_value' };
+        continue;
+      }
+      return { status: 400, errorMessage: `Invalid content part type '${p?.type}' at ${at}.`, param: at, code: 'invalid_value' };
+    }
+  }
+  return null;
+}
 
 function validate(provider, body, parseError) {
   // → null or { status, body-ish override via errorMessage/errorType/param/code }
@@ -434,7 +556,7 @@ function validate(provider, body, parseError) {
     const bad = body.contents.find((c) => c?.role != null && c.role !== 'user' && c.role !== 'model' && c.role !== 'function');
     if (bad) return { status: 400, errorMessage: 'Please use a valid role: user, model.' };
   }
-  return null;
+  return validateMedia(provider, body);
 }
 
 // ---------------------------------------------------------------------------

@@ -165,7 +165,8 @@ struct DeleteAccountBody {
 }
 
 /// DELETE /api/users/account — removes the user and everything of theirs (conversations,
-/// messages, API keys, tokens: by cascade in D1; sessions: from KV). Needs the password.
+/// messages, API keys, tokens, file rows: by cascade in D1; sessions: from KV; file bytes:
+/// from R2). Needs the password.
 async fn delete_account(mut cx: Ctx) -> ApiResult<Response> {
     let principal = guard::authenticate(&cx).await?;
     let body: DeleteAccountBody = cx.json().await?;
@@ -181,6 +182,8 @@ async fn delete_account(mut cx: Ctx) -> ApiResult<Response> {
     // Sessions first: if deleting the row failed afterwards, the user could log in again;
     // the other order could leave live sessions of a deleted user.
     SessionStore::new(&cx)?.revoke_all(&user.id, None).await?;
+    // The files' bytes in R2 before the rows (which go by cascade with the user).
+    crate::files::routes::delete_all_of(&cx, &user.id).await?;
     store::delete_user(&db, &user).await?;
     guard::forget(Revoked::User { user_id: &user.id });
     response::no_content()

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 
 use futures::future::LocalBoxFuture;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use worker::Env;
 
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::d1::{self, Val};
-use crate::providers::wire::ChatMessage;
+use crate::providers::wire::{ChatMessage, Role};
 
 /// How long a stored response can be continued or fetched (OpenAI keeps them 30 days too).
 pub const RETENTION_DAYS: u64 = 30;
@@ -57,9 +57,23 @@ pub trait ResponseStore {
 }
 
 /// The `turn` column: a JSON array of `{"role","content"}`. Pinned by a test: rows written
-/// by one release are read by the next.
+/// by one release are read by the next. `/v1/responses` takes text only, so a turn is its
+/// text.
+#[derive(Serialize, Deserialize)]
+struct StoredTurn {
+    role: Role,
+    content: String,
+}
+
 pub fn turn_json(turn: &[ChatMessage]) -> ApiResult<String> {
-    serde_json::to_string(turn).map_err(|e| ApiError::internal(format!("turn json: {e}")))
+    let stored: Vec<StoredTurn> = turn
+        .iter()
+        .map(|m| StoredTurn {
+            role: m.role,
+            content: m.text(),
+        })
+        .collect();
+    serde_json::to_string(&stored).map_err(|e| ApiError::internal(format!("turn json: {e}")))
 }
 
 /// The history from `turn` columns, oldest turn first; a row that cannot be read is an
@@ -67,9 +81,13 @@ pub fn turn_json(turn: &[ChatMessage]) -> ApiResult<String> {
 pub fn history_from(turns: &[String]) -> ApiResult<Vec<ChatMessage>> {
     let mut history = Vec::new();
     for turn in turns {
-        let messages: Vec<ChatMessage> = serde_json::from_str(turn)
+        let messages: Vec<StoredTurn> = serde_json::from_str(turn)
             .map_err(|e| ApiError::internal(format!("stored turn: {e}")))?;
-        history.extend(messages);
+        history.extend(
+            messages
+                .into_iter()
+                .map(|m| ChatMessage::new(m.role, m.content)),
+        );
     }
     Ok(history)
 }
@@ -169,7 +187,7 @@ impl D1Responses {
         let mut answers = BTreeMap::new();
         for row in rows {
             if let Some(answer) = history_from(&[row.turn])?.pop() {
-                answers.insert(row.message_id, answer.content);
+                answers.insert(row.message_id, answer.text());
             }
         }
         Ok(answers)

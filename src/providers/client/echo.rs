@@ -21,7 +21,20 @@ pub(super) fn echo_text(request: &ChatRequest) -> String {
         .iter()
         .rev()
         .find(|m| m.role == wire::Role::User)
-        .map(|m| m.content.trim())
+        .map(|m| {
+            let mut said = m.text().trim().to_owned();
+            for media in m.media() {
+                let what = match media.kind {
+                    wire::MediaKind::Image => "image",
+                    wire::MediaKind::Document => "document",
+                };
+                if !said.is_empty() {
+                    said.push(' ');
+                }
+                said.push_str(&format!("[{what} {}]", media.media_type));
+            }
+            said
+        })
         .filter(|t| !t.is_empty());
     match last_user {
         Some(text) => format!("Echo: {text}"),
@@ -34,7 +47,7 @@ pub(super) fn echo_usage(request: &ChatRequest, reply: &str) -> Usage {
     let prompt: u32 = request
         .messages
         .iter()
-        .map(|m| words(&m.content))
+        .map(|m| words(&m.text()))
         .fold(0, u32::saturating_add);
     Usage::from_counts(prompt, words(reply))
 }

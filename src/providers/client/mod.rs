@@ -19,6 +19,7 @@ pub mod transport;
 #[cfg(test)]
 mod tests;
 
+use crate::providers::capability::capable_plan;
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::client::engine::complete_with;
 use crate::providers::client::engine::list_models_with;
@@ -97,9 +98,19 @@ impl ProviderClient {
         Ok(plan(&self.config.providers, model)?)
     }
 
+    /// The plan for `request`: [`Self::plan`] without the models that cannot take its media
+    /// (422 when the requested model cannot).
+    pub fn capable_plan(
+        &self,
+        model: &str,
+        request: &ChatRequest,
+    ) -> ApiResult<Vec<ResolvedModel>> {
+        capable_plan(&self.config.providers, self.plan(model)?, &request.messages)
+    }
+
     /// A whole reply. `request.model` and `request.stream` are set here.
     pub async fn complete(&self, model: &str, request: ChatRequest) -> ApiResult<Answer> {
-        let plan = self.plan(model)?;
+        let plan = self.capable_plan(model, &request)?;
         complete_with(
             self.transport.clone(),
             &self.config.providers.retry,
@@ -113,7 +124,7 @@ impl ProviderClient {
     /// A streamed reply; returns once output has begun. `request.model` and `request.stream`
     /// are set here.
     pub async fn stream(&self, model: &str, request: ChatRequest) -> ApiResult<ModelStream> {
-        let plan = self.plan(model)?;
+        let plan = self.capable_plan(model, &request)?;
         stream_with(
             self.transport.clone(),
             &self.config.providers.retry,

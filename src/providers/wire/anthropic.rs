@@ -4,9 +4,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
-    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role,
-    StreamDecoder, Usage,
+    error_from_status, header, saturating_u32, ChatMessage, ChatRequest, Completion, FinishReason,
+    MediaKind, MediaSource, OutboundRequest, Part, ProviderEndpoint, ProviderError,
+    ProviderErrorKind, ProviderEvent, Role, StreamDecoder, Usage,
 };
 use super::sse::SseEvent;
 
@@ -30,25 +30,23 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// way: the API would combine them anyway, and merging here keeps the request valid for
 /// proxies and older API versions that insist on alternation.
 pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> OutboundRequest {
-    let system: Vec<&str> = req
+    let system: Vec<String> = req
         .messages
         .iter()
-        .filter(|message| message.role == Role::System && !message.content.is_empty())
-        .map(|message| message.content.as_str())
+        .filter(|message| message.role == Role::System)
+        .map(ChatMessage::text)
+        .filter(|text| !text.is_empty())
         .collect();
-    let mut turns: Vec<(Role, String)> = Vec::new();
+    let mut turns: Vec<ChatMessage> = Vec::new();
     for message in req.messages.iter().filter(|m| m.role != Role::System) {
         match turns.last_mut() {
-            Some((role, content)) if *role == message.role => {
-                content.push_str("\n\n");
-                content.push_str(&message.content);
-            }
-            _ => turns.push((message.role, message.content.clone())),
+            Some(turn) if turn.role == message.role => turn.append(message),
+            _ => turns.push(message.clone()),
         }
     }
     let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .iter()
+        .map(|turn| json!({ "role": turn.role, "content": content(turn) }))
         .collect();
 
     let mut body = Map::new();
@@ -78,6 +76,44 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
         auth_headers(endpoint),
         Value::Object(body),
     )
+}
+
+/// A turn's `content`: a string when it is text only, else blocks — `image` and `document`
+/// with a `base64` source (bare base64, no `data:` prefix, and the media type beside it) or a
+/// `url` source; a document's name becomes its `title`.
+fn content(turn: &ChatMessage) -> Value {
+    if turn.is_text_only() {
+        return turn.text().into();
+    }
+    let blocks: Vec<Value> = turn
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => json!({ "type": "text", "text": text }),
+            Part::Media(media) => {
+                let source = match &media.source {
+                    MediaSource::Base64(data) => json!({
+                        "type": "base64",
+                        "media_type": media.media_type,
+                        "data": data,
+                    }),
+                    MediaSource::Url(url) => json!({ "type": "url", "url": url }),
+                };
+                let mut block = json!({ "source": source });
+                match media.kind {
+                    MediaKind::Image => block["type"] = "image".into(),
+                    MediaKind::Document => {
+                        block["type"] = "document".into();
+                        if let Some(name) = &media.name {
+                            block["title"] = name.as_str().into();
+                        }
+                    }
+                }
+                block
+            }
+        })
+        .collect();
+    blocks.into()
 }
 
 /// Builds `GET {base}/v1/models?limit=1000`: the largest page Anthropic allows, so one
@@ -439,6 +475,25 @@ mod tests {
             base_url: DEFAULT_BASE_URL.into(),
             api_key: key.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn media_become_image_and_document_blocks_with_bare_base64() {
+        let request =
+            crate::providers::wire::test_support::media_request("claude-3-5-sonnet-latest");
+        let body = body_json(&build_request(&request, &endpoint(Some("k"))));
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["messages"].as_array().map(Vec::len), Some(1), "{body}");
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "Earlier"},
+                {"type": "text", "text": "What is this?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}, "title": "a.pdf"},
+            ])
+        );
     }
 
     fn body_json(request: &OutboundRequest) -> Value {

@@ -4,9 +4,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
-    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, Role,
-    StreamDecoder, Usage,
+    error_from_status, header, saturating_u32, ChatMessage, ChatRequest, Completion, FinishReason,
+    MediaSource, OutboundRequest, Part as MessagePart, ProviderEndpoint, ProviderError,
+    ProviderErrorKind, ProviderEvent, Role, StreamDecoder, Usage,
 };
 use super::sse::SseEvent;
 
@@ -30,18 +30,18 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
     let mut system_parts = Vec::new();
     let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
     for message in &req.messages {
-        let part = json!({ "text": message.content });
         let role = match message.role {
             Role::System => {
-                system_parts.push(part);
+                system_parts.push(json!({ "text": message.text() }));
                 continue;
             }
             Role::User => "user",
             Role::Assistant => "model",
         };
+        let parts = message_parts(message);
         match contents.last_mut() {
-            Some((last_role, parts)) if *last_role == role => parts.push(part),
-            _ => contents.push((role, vec![part])),
+            Some((last_role, all)) if *last_role == role => all.extend(parts),
+            _ => contents.push((role, parts)),
         }
     }
     let contents: Vec<Value> = contents
@@ -85,6 +85,27 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
         auth_header(endpoint),
         Value::Object(body),
     )
+}
+
+/// A turn's parts: `text`, and media as `inlineData` (bare base64 with its `mimeType`) or
+/// `fileData` (a `fileUri` Gemini fetches, with its `mimeType`). Gemini reads both the camel
+/// case used here and snake case (`inline_data`); camel case matches the rest of the body.
+fn message_parts(message: &ChatMessage) -> Vec<Value> {
+    message
+        .parts
+        .iter()
+        .map(|part| match part {
+            MessagePart::Text(text) => json!({ "text": text }),
+            MessagePart::Media(media) => match &media.source {
+                MediaSource::Base64(data) => {
+                    json!({ "inlineData": { "mimeType": media.media_type, "data": data } })
+                }
+                MediaSource::Url(url) => {
+                    json!({ "fileData": { "mimeType": media.media_type, "fileUri": url } })
+                }
+            },
+        })
+        .collect()
 }
 
 /// Builds `GET {base}/v1beta/models?pageSize=1000`: the largest page Gemini serves, so one
@@ -517,6 +538,22 @@ mod tests {
             base_url: DEFAULT_BASE_URL.into(),
             api_key: key.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn media_become_inline_data_and_file_data_parts() {
+        let request = crate::providers::wire::test_support::media_request("gemini-2.0-flash");
+        let body = body_json(&build_request(&request, &endpoint(Some("k"))));
+        assert_eq!(
+            body["contents"],
+            json!([{"role": "user", "parts": [
+                {"text": "Earlier"},
+                {"text": "What is this?"},
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORw0K"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.jpg"}},
+                {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0x"}},
+            ]}])
+        );
     }
 
     fn body_json(request: &OutboundRequest) -> Value {

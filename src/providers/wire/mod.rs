@@ -34,9 +34,9 @@ pub(crate) mod test_support;
 pub use sse::{SseEvent, SseParser};
 
 pub use model::{
-    retry_after_secs, ChatMessage, ChatRequest, Completion, FinishReason, OutboundRequest,
-    ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent, ProviderKind, Role,
-    StreamDecoder, Usage,
+    retry_after_secs, ChatMessage, ChatRequest, Completion, FinishReason, Media, MediaKind,
+    MediaSource, OutboundRequest, Part, ProviderEndpoint, ProviderError, ProviderErrorKind,
+    ProviderEvent, ProviderKind, Role, StreamDecoder, Usage,
 };
 
 /// The chat request for `endpoint`'s provider.

@@ -22,18 +22,126 @@ pub enum Role {
     Assistant,
 }
 
-/// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One turn of a conversation: its parts, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: Role,
-    pub content: String,
+    pub parts: Vec<Part>,
 }
 
 impl ChatMessage {
+    /// A turn of plain text (one text part).
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self {
             role,
-            content: content.into(),
+            parts: vec![Part::Text(content.into())],
+        }
+    }
+
+    /// A turn made of `parts`.
+    pub fn with_parts(role: Role, parts: Vec<Part>) -> Self {
+        Self { role, parts }
+    }
+
+    /// The text parts joined by newlines: what a provider that takes text only would read.
+    pub fn text(&self) -> String {
+        let mut texts = self.parts.iter().filter_map(Part::as_text);
+        let first = texts.next().unwrap_or_default().to_owned();
+        texts.fold(first, |mut all, text| {
+            all.push('\n');
+            all.push_str(text);
+            all
+        })
+    }
+
+    /// The text of a turn made of exactly one text part.
+    pub fn plain_text(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Text(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether every part is text, so the turn can go as a plain string.
+    pub fn is_text_only(&self) -> bool {
+        self.parts.iter().all(|part| matches!(part, Part::Text(_)))
+    }
+
+    /// The media (images and documents) of the turn.
+    pub fn media(&self) -> impl Iterator<Item = &Media> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Media(media) => Some(media),
+            Part::Text(_) => None,
+        })
+    }
+}
+
+impl ChatMessage {
+    /// Appends `other` (of the same role) to this turn: texts are joined by a blank line, as
+    /// one turn, and media keep their places.
+    pub fn append(&mut self, other: &ChatMessage) {
+        if self.is_text_only() && other.is_text_only() {
+            let joined = format!("{}\n\n{}", self.text(), other.text());
+            self.parts = vec![Part::Text(joined)];
+        } else {
+            self.parts.extend(other.parts.iter().cloned());
+        }
+    }
+}
+
+/// One piece of a turn as providers take it. Stored files and the API's other part types are
+/// turned into these before a request is built, so the adapters see only text and media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Media(Media),
+}
+
+impl Part {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Part::Text(text) => Some(text),
+            Part::Media(_) => None,
+        }
+    }
+}
+
+/// What a media part is, which decides the block it becomes and the capability it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// A picture (`image/png`, `image/jpeg`, `image/gif`, `image/webp`): needs vision.
+    Image,
+    /// A document the model reads itself (`application/pdf`).
+    Document,
+}
+
+/// Where a media part's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaSource {
+    /// The bytes, standard base64 without any `data:` prefix (what Anthropic and Gemini take;
+    /// OpenAI gets a `data:` URL built from it).
+    Base64(String),
+    /// An `https` URL the provider fetches itself.
+    Url(String),
+}
+
+/// An image or document in a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    /// The media type (`image/png`). For a URL whose type is unknown, a guess from its path.
+    pub media_type: String,
+    pub source: MediaSource,
+    /// A file name to show the model (documents), when there is one.
+    pub name: Option<String>,
+}
+
+impl Media {
+    /// An OpenAI-style URL for the bytes: the URL itself, or a `data:` URL.
+    pub fn url(&self) -> String {
+        match &self.source {
+            MediaSource::Url(url) => url.clone(),
+            MediaSource::Base64(data) => format!("data:{};base64,{data}", self.media_type),
         }
     }
 }
@@ -589,6 +697,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn appending_joins_texts_and_keeps_media() {
+        let mut turn = ChatMessage::new(Role::User, "a");
+        turn.append(&ChatMessage::new(Role::User, "b"));
+        assert_eq!(turn.plain_text(), Some("a\n\nb"));
+        let request = super::super::test_support::media_request("m");
+        turn.append(&request.messages[2]);
+        assert_eq!(turn.parts.len(), 5);
+        assert_eq!(turn.media().count(), 3);
+    }
+
+    #[test]
     fn retryable_kinds_are_exactly_the_transient_ones() {
         use ProviderErrorKind::*;
         for kind in [RateLimited, Overloaded, Server, Timeout] {
@@ -616,11 +735,8 @@ mod tests {
 
     #[test]
     fn role_serializes_lowercase() {
-        let json = serde_json::to_string(&ChatMessage::new(Role::Assistant, "hi"));
-        assert_eq!(
-            json.ok().as_deref(),
-            Some(r#"{"role":"assistant","content":"hi"}"#)
-        );
+        let json = serde_json::to_string(&[Role::Assistant, Role::System]);
+        assert_eq!(json.ok().as_deref(), Some(r#"["assistant","system"]"#));
     }
 
     #[test]

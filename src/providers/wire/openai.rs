@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::model::{
-    error_from_status, header, saturating_u32, ChatRequest, Completion, FinishReason,
-    OutboundRequest, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderEvent,
-    ProviderKind, StreamDecoder, Usage,
+    error_from_status, header, saturating_u32, ChatMessage, ChatRequest, Completion, FinishReason,
+    MediaKind, MediaSource, OutboundRequest, Part, ProviderEndpoint, ProviderError,
+    ProviderErrorKind, ProviderEvent, ProviderKind, StreamDecoder, Usage,
 };
 use super::sse::SseEvent;
 
@@ -32,7 +32,7 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
     let messages: Vec<Value> = req
         .messages
         .iter()
-        .map(|message| json!({ "role": message.role, "content": message.content }))
+        .map(|message| json!({ "role": message.role, "content": content(message) }))
         .collect();
     let mut body = Map::new();
     body.insert("model".into(), req.model.clone().into());
@@ -63,6 +63,40 @@ pub fn build_request(req: &ChatRequest, endpoint: &ProviderEndpoint) -> Outbound
         authorization(endpoint),
         Value::Object(body),
     )
+}
+
+/// A turn's `content`: a string when it is text only (what every compatible server takes),
+/// else content parts — `image_url` with an https or `data:` URL, and `file` with
+/// `file_data` as a `data:` URL and a `filename` for a document (OpenAI reads PDFs so; a
+/// document by URL has no Chat Completions form, which the capability check refuses before
+/// this, so it is only named as text here).
+fn content(message: &ChatMessage) -> Value {
+    if message.is_text_only() {
+        return message.text().into();
+    }
+    let parts: Vec<Value> = message
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => json!({ "type": "text", "text": text }),
+            Part::Media(media) => match (media.kind, &media.source) {
+                (MediaKind::Image, _) => {
+                    json!({ "type": "image_url", "image_url": { "url": media.url() } })
+                }
+                (MediaKind::Document, MediaSource::Base64(_)) => json!({
+                    "type": "file",
+                    "file": {
+                        "file_data": media.url(),
+                        "filename": media.name.as_deref().unwrap_or("document.pdf"),
+                    }
+                }),
+                (MediaKind::Document, MediaSource::Url(url)) => {
+                    json!({ "type": "text", "text": format!("Document: {url}") })
+                }
+            },
+        })
+        .collect();
+    parts.into()
 }
 
 /// Builds `GET {base}/models`.
@@ -403,6 +437,28 @@ mod tests {
     use crate::providers::wire::model::{ChatMessage, Role};
 
     const RECORDED_STREAM: &str = include_str!("fixtures/openai_stream.txt");
+
+    #[test]
+    fn media_become_image_url_and_file_parts_with_data_urls() {
+        let request = crate::providers::wire::test_support::media_request("gpt-4o");
+        let body = body_json(&build_request(
+            &request,
+            &endpoint(ProviderKind::OpenAi, Some("k")),
+        ));
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "user", "content": "Earlier"})
+        );
+        assert_eq!(
+            body["messages"][2]["content"],
+            json!([
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0x", "filename": "a.pdf"}},
+            ])
+        );
+    }
 
     fn endpoint(kind: ProviderKind, key: Option<&str>) -> ProviderEndpoint {
         ProviderEndpoint {
