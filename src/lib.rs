@@ -18,6 +18,9 @@ pub mod platform;
 pub mod providers;
 pub mod rate_limit;
 pub mod routes;
+// The operator role and pipelines on Queues.
+pub mod admin;
+pub mod pipelines;
 
 use worker::{event, Context, Env, Request, Response, Result};
 

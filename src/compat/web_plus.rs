@@ -2,7 +2,8 @@
 //! `POST /chat/completions`, which Web+ clients call two ways: with an OpenAI body
 //! (`messages[]`, answered as `/v1/chat/completions` answers, nothing stored) or with a chat
 //! body (`message`, optional `conversation_id`, stored as `POST /api/chat` stores it).
-//! Files, pipelines and model start/stop are features still to come.
+//! Its model start/stop/status are Threadline's Ollama management (admin only); files and
+//! pipelines are features still to come.
 
 use serde_json::{Map, Value};
 use worker::Response;
@@ -25,9 +26,9 @@ pub const SERVICE: Service = Service {
         alias(Get, "/auth/me", Get, "/api/auth/me"),
         alias(Post, "/auth/api-keys", Post, "/api/keys"),
         alias(Get, "/models/available", Get, "/api/models"),
-        later(Post, "/models/start", "model management"),
-        later(Post, "/models/stop", "model management"),
-        later(Get, "/models/{id}/status", "model management"),
+        alias(Post, "/models/start", Post, "/api/models/start"),
+        alias(Post, "/models/stop", Post, "/api/models/stop"),
+        alias(Get, "/models/{id}/status", Get, "/api/models/{id}/status"),
         alias(Post, "/conversations", Post, "/api/conversations"),
         alias(Get, "/conversations", Get, "/api/conversations"),
         alias(Get, "/conversations/{id}", Get, "/api/conversations/{id}"),

@@ -53,6 +53,10 @@ pub struct Config {
     pub chat: crate::chat::settings::ChatSettings,
     /// AI providers, models, timeouts, retries and fallbacks (see `providers::settings`).
     pub providers: crate::providers::settings::ProviderSettings,
+    /// Who is an admin besides the users granted the role (`ADMIN_EMAILS`).
+    pub admin: crate::admin::role::AdminSettings,
+    /// Pipeline limits (`PIPELINE_*`).
+    pub pipelines: crate::pipelines::settings::PipelineSettings,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
     /// Settings that were invalid and fell back to their defaults (logged as warnings).
@@ -175,6 +179,9 @@ impl Config {
             environment == Environment::Development,
             &mut warnings,
         );
+        let admin = crate::admin::role::AdminSettings::from_source(src);
+        let pipelines =
+            crate::pipelines::settings::PipelineSettings::from_source(src, &mut warnings);
 
         Config {
             environment,
@@ -187,6 +194,8 @@ impl Config {
             rate_limits,
             chat,
             providers,
+            admin,
+            pipelines,
             problems,
             warnings,
         }

@@ -358,7 +358,8 @@ fn parse_bool(field: &str, value: &str) -> ApiResult<bool> {
     }
 }
 
-fn parse_limit(pairs: &[(String, String)], default: usize, max: usize) -> ApiResult<usize> {
+/// `?limit=`: a whole number from 1 to `max`, `default` when absent (422 otherwise).
+pub fn parse_limit(pairs: &[(String, String)], default: usize, max: usize) -> ApiResult<usize> {
     match first(pairs, "limit") {
         None => Ok(default),
         Some(raw) => raw

@@ -7,9 +7,11 @@
 //! - [`resolve`]: model names to callable models, with typed errors.
 //! - [`client`]: the I/O — retries, fallbacks, timeouts, cancellation, streaming, `dev/echo`.
 //! - [`routes`]: `GET /api/models`.
+//! - [`ollama`]: managing an Ollama server's models through its native API (admin only).
 
 pub mod catalogue;
 pub mod client;
+pub mod ollama;
 pub mod resolve;
 pub mod routes;
 pub mod settings;

@@ -81,6 +81,12 @@ impl ProviderClient {
         }
     }
 
+    /// The transport under this client, for other calls to the same servers (Ollama's
+    /// native API).
+    pub fn transport(&self) -> Rc<dyn Transport> {
+        self.transport.clone()
+    }
+
     /// What the request's client disconnecting looks like from here.
     pub fn disconnect(&self) -> &ClientDisconnect {
         &self.disconnect

@@ -1,0 +1,3 @@
+//! Pipelines (placeholder while building).
+pub mod routes;
+pub mod settings;
