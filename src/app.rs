@@ -48,6 +48,11 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
     state
 }
 
+/// The isolate's configuration, for work that is not a request (the queue consumer).
+pub fn config(env: &Env) -> Rc<Config> {
+    isolate_state(env, SystemClock.now_ms()).0
+}
+
 /// Answers one request. Never fails: every error becomes the JSON envelope.
 pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Response {
     let started_ms = SystemClock.now_ms();

@@ -67,4 +67,10 @@ export default {
       inFlight.delete(fail);
     }
   },
+
+  // The pipeline queue's consumer. A panic here is retried by the queue like any failure
+  // (the message is delivered again and resumes at its first unfinished step).
+  async queue(batch, env, ctx) {
+    return new Threadline(ctx, env).queue(batch);
+  },
 };

@@ -22,10 +22,17 @@ pub mod routes;
 pub mod admin;
 pub mod pipelines;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
     Ok(app::handle(req, env, ctx).await)
+}
+
+/// The pipeline queue's consumer (see `pipelines::consumer`).
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+    console_error_panic_hook::set_once();
+    pipelines::consumer::consume(batch, env).await
 }

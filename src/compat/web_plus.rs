@@ -2,8 +2,8 @@
 //! `POST /chat/completions`, which Web+ clients call two ways: with an OpenAI body
 //! (`messages[]`, answered as `/v1/chat/completions` answers, nothing stored) or with a chat
 //! body (`message`, optional `conversation_id`, stored as `POST /api/chat` stores it).
-//! Its model start/stop/status are Threadline's Ollama management (admin only); files and
-//! pipelines are features still to come.
+//! Its model start/stop/status are Threadline's Ollama management (admin only), its
+//! pipelines Threadline's pipelines on Queues; files are a feature still to come.
 
 use serde_json::{Map, Value};
 use worker::Response;
@@ -54,10 +54,20 @@ pub const SERVICE: Service = Service {
         later(Post, "/files/upload-multiple", "files"),
         later(Get, "/files/{id}", "files"),
         later(Post, "/files/{id}/analyze", "files"),
-        later(Post, "/pipelines", "pipelines"),
-        later(Get, "/pipelines", "pipelines"),
-        later(Post, "/pipelines/{id}/execute", "pipelines"),
-        later(Get, "/pipeline-executions/{id}", "pipelines"),
+        alias(Post, "/pipelines", Post, "/api/pipelines"),
+        alias(Get, "/pipelines", Get, "/api/pipelines"),
+        alias(
+            Post,
+            "/pipelines/{id}/execute",
+            Post,
+            "/api/pipelines/{id}/execute",
+        ),
+        alias(
+            Get,
+            "/pipeline-executions/{id}",
+            Get,
+            "/api/pipeline-executions/{id}",
+        ),
         native(Get, "/docs"),
         native(Get, "/redoc"),
     ],
