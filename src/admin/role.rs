@@ -44,18 +44,12 @@ pub struct AdminSettings {
 
 impl AdminSettings {
     pub fn from_source(src: &dyn ConfigSource) -> AdminSettings {
+        // The same list syntax as CORS_ORIGINS.
         let raw = src.get("ADMIN_EMAILS").unwrap_or_default();
-        let raw = raw.trim();
-        let items: Vec<String> = if raw.starts_with('[') {
-            serde_json::from_str(raw).unwrap_or_default()
-        } else {
-            raw.split(',').map(str::to_string).collect()
-        };
         AdminSettings {
-            admin_emails: items
+            admin_emails: crate::config::parse_origin_list(&raw)
                 .into_iter()
-                .map(|e| e.trim().to_ascii_lowercase())
-                .filter(|e| !e.is_empty())
+                .map(|e| e.to_ascii_lowercase())
                 .collect(),
         }
     }

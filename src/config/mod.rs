@@ -227,7 +227,7 @@ fn development_secret(
 }
 
 /// `CORS_ORIGINS` accepts a comma-separated list or a JSON array (as ChronoChat's setting did).
-fn parse_origin_list(raw: &str) -> Vec<String> {
+pub(crate) fn parse_origin_list(raw: &str) -> Vec<String> {
     let raw = raw.trim();
     let items: Vec<String> = if raw.starts_with('[') {
         serde_json::from_str::<Vec<String>>(raw).unwrap_or_default()

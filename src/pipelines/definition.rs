@@ -161,15 +161,63 @@ pub struct Choices<'a> {
     pub settings: &'a PipelineSettings,
 }
 
+/// A pipeline body as sent. Steps are read in the same pass, with every field optional, so
+/// that a step of a kind not available yet is refused for its kind (below) rather than for
+/// the fields that kind would have.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PipelineBody {
+pub struct PipelineBody {
     name: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
     inputs: Option<Vec<String>>,
-    steps: Vec<Value>,
+    steps: Vec<StepBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepBody {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    output_schema: Option<Value>,
+    #[serde(default)]
+    when: Option<Condition>,
+}
+
+/// The kind of each step of a pipeline body that is a JSON object, read before the typed
+/// pass: a step of a kind that is not available yet (`file_analysis`, `tool`) has fields the
+/// typed pass would refuse first, and its kind is the clearer error.
+pub fn refuse_unavailable_kinds(body: &Value) -> ApiResult<()> {
+    let steps = body.get("steps").and_then(Value::as_array);
+    for (i, step) in steps.into_iter().flatten().enumerate() {
+        if let Some(kind @ ("file_analysis" | "tool")) = step.get("kind").and_then(Value::as_str) {
+            return Err(ApiError::new(
+                422,
+                "step_kind_unavailable",
+                format!("Step kind `{kind}` is not available on this deployment yet; only `prompt` steps run today."),
+            )
+            .with_field(format!("steps[{i}].kind")));
+        }
+    }
+    Ok(())
 }
 
 fn is_name(s: &str) -> bool {
@@ -193,15 +241,8 @@ pub fn context_window(providers: &ProviderSettings, model: &str) -> u32 {
         .unwrap_or(DEFAULT_CONTEXT_WINDOW)
 }
 
-/// Parses and checks a pipeline body (`POST /api/pipelines`, `PUT /api/pipelines/{id}`).
-pub fn validate(body: Value, choices: &Choices<'_>) -> ApiResult<ValidPipeline> {
-    let body: PipelineBody = serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        invalid(
-            path.clone(),
-            format!("Invalid field `{path}`: {}", e.inner()),
-        )
-    })?;
+/// Checks a pipeline body (`POST /api/pipelines`, `PUT /api/pipelines/{id}`).
+pub fn validate(body: PipelineBody, choices: &Choices<'_>) -> ApiResult<ValidPipeline> {
     let name = body.name.trim().to_string();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(invalid(
@@ -241,11 +282,7 @@ pub fn validate(body: Value, choices: &Choices<'_>) -> ApiResult<ValidPipeline> 
         .with_field("steps"));
     }
     let mut steps: Vec<Step> = Vec::with_capacity(body.steps.len());
-    let ids: Vec<Option<String>> = body
-        .steps
-        .iter()
-        .map(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect();
+    let ids: Vec<Option<String>> = body.steps.iter().map(|s| s.id.clone()).collect();
     for (i, raw) in body.steps.into_iter().enumerate() {
         let step = parse_step(i, raw)?;
         check_step(i, &step, &steps, &ids, &inputs, choices)?;
@@ -258,37 +295,29 @@ pub fn validate(body: Value, choices: &Choices<'_>) -> ApiResult<ValidPipeline> 
     })
 }
 
-fn parse_step(i: usize, raw: Value) -> ApiResult<Step> {
+fn parse_step(i: usize, raw: StepBody) -> ApiResult<Step> {
     let at = |field: &str| format!("steps[{i}].{field}");
-    let Value::Object(mut map) = raw else {
-        return Err(invalid(
-            format!("steps[{i}]"),
-            "Each step is a JSON object.",
-        ));
+    let required = |value: Option<String>, field: &str| {
+        value.ok_or_else(|| invalid(at(field), format!("`{}` is required.", at(field))))
     };
-    let kind = match map.remove("kind") {
-        Some(Value::String(k)) => k,
-        None => "prompt".to_string(),
-        Some(_) => return Err(invalid(at("kind"), "`kind` is a string.")),
-    };
-    match kind.as_str() {
-        "prompt" => {
-            let step: PromptStep = serde_path_to_error::deserialize(Value::Object(map))
-                .map_err(|e| {
-                    let path = at(&e.path().to_string());
-                    invalid(path.clone(), format!("Invalid field `{path}`: {}", e.inner()))
-                })?;
-            Ok(Step::Prompt(step))
-        }
-        "file_analysis" | "tool" => Err(ApiError::new(
-            422,
-            "step_kind_unavailable",
-            format!("Step kind `{kind}` is not available on this deployment yet; only `prompt` steps run today."),
-        )
-        .with_field(at("kind"))),
+    match raw.kind.as_deref().unwrap_or("prompt") {
+        "prompt" => Ok(Step::Prompt(PromptStep {
+            id: required(raw.id, "id")?,
+            model: required(raw.model, "model")?,
+            prompt: required(raw.prompt, "prompt")?,
+            system: raw.system,
+            mode: raw.mode,
+            temperature: raw.temperature,
+            top_p: raw.top_p,
+            max_tokens: raw.max_tokens,
+            output_schema: raw.output_schema,
+            when: raw.when,
+        })),
         other => Err(invalid(
             at("kind"),
-            format!("Unknown step kind {other:?}: use prompt (file_analysis and tool are planned)."),
+            format!(
+                "Unknown step kind {other:?}: use prompt (file_analysis and tool are planned)."
+            ),
         )),
     }
 }

@@ -130,10 +130,10 @@ async fn pipeline_body(cx: &mut Ctx) -> ApiResult<definition::ValidPipeline> {
     if bytes.len() > limit {
         return Err(ApiError::payload_too_large(limit));
     }
-    let body: Value = parse_json(&bytes)?;
-    if !body.is_object() {
-        return Err(ApiError::validation("body", "The body is a JSON object."));
+    if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+        definition::refuse_unavailable_kinds(&value)?;
     }
+    let body: definition::PipelineBody = parse_json(&bytes)?;
     definition::validate(
         body,
         &Choices {

@@ -76,7 +76,7 @@ describe('pipelines on the local queue', () => {
       [{ steps: [step({ when: { step: 'b', contains: 'x' } }), step({ id: 'b' })] }, 'steps[0].when.step', /later step/],
       [{ steps: [step(), step({ id: 'a' })] }, 'steps[1].id', /Two steps/],
       [{ steps: [step({ temperature: 7 })] }, 'steps[0].temperature', /0 to 2/],
-      [{ steps: [step({ tempreature: 1 })] }, 'steps[0].tempreature', /unknown field/],
+      [{ steps: [step({ tempreature: 1 })] }, 'steps[0].tempreature', /Unknown field/],
       [{ steps: [step(), step({ id: 'b', prompt: '{{steps.a.output.x}}' })] }, 'steps[1].prompt', /output_schema/],
     ];
     for (const [over, param, message] of cases) {
