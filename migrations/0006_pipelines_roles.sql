@@ -22,8 +22,9 @@ create index pipelines_by_user on pipelines (user_id, created_at desc, id desc);
 
 -- One run of a pipeline, driven by the queue consumer. `lease_until` is the time until which
 -- one consumer owns the run (a second delivery of its message waits instead of running the
--- same step twice); `attempts` counts failed tries of the current step, for backoff and the
--- last-attempt rule.
+-- same step twice), or when its retry is due; `attempts` counts failed tries of the current
+-- step, for backoff and the last-attempt rule. An unfinished run whose lease ran out long ago
+-- lost its message (a consumer that died with it): the scheduled sweeper sends it again.
 create table pipeline_executions (
     id               text primary key,
     pipeline_id      text not null references pipelines(id) on delete cascade,
@@ -35,6 +36,8 @@ create table pipeline_executions (
     cancel_requested integer not null default 0 check (cancel_requested in (0, 1)),
     attempts         integer not null default 0,
     lease_until      integer,
+    -- When the sweeper last sent this execution's message again (see below).
+    requeued_at      integer,
     error_step       text,
     error            text,
     output           text,
@@ -46,6 +49,9 @@ create table pipeline_executions (
 
 create index pipeline_executions_by_pipeline on pipeline_executions (pipeline_id, created_at desc, id desc);
 create index pipeline_executions_by_user on pipeline_executions (user_id);
+-- The sweeper's scan: unfinished executions only.
+create index pipeline_executions_unfinished on pipeline_executions (status, lease_until)
+    where status in ('queued', 'running');
 
 -- The checkpoint of one finished step: written once, in one statement, when the step ends.
 -- A redelivered message skips every step that has a row here, so a finished step is never

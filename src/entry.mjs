@@ -73,4 +73,9 @@ export default {
   async queue(batch, env, ctx) {
     return new Threadline(ctx, env).queue(batch);
   },
+
+  // The cron trigger: sends the messages of pipeline executions that lost theirs again.
+  async scheduled(controller, env, ctx) {
+    return new Threadline(ctx, env).scheduled(controller);
+  },
 };

@@ -22,7 +22,9 @@ pub mod routes;
 pub mod admin;
 pub mod pipelines;
 
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
@@ -35,4 +37,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
     console_error_panic_hook::set_once();
     pipelines::consumer::consume(batch, env).await
+}
+
+/// Every minute: sends lost pipeline messages again (see `pipelines::consumer::sweep`).
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    console_error_panic_hook::set_once();
+    let _ = pipelines::consumer::sweep(env).await;
 }

@@ -6,6 +6,12 @@
 //! `max_retries` bounds that, and after it the message lands in the dead-letter queue
 //! (`threadline-pipelines-dlq`), which keeps it for the operator. A message that is not an
 //! execution id is logged and acked: retrying it could never help.
+//!
+//! A message can also be lost with the consumer that held it (locally, `wrangler dev`
+//! restarted mid-step). The scheduled [`sweep`] (every minute, `[triggers]` in
+//! wrangler.toml) sends the message of every unfinished execution whose lease ran out more
+//! than `PIPELINE_SWEEP_GRACE_SECS` ago again; the run then resumes at its first unfinished
+//! step.
 
 use serde::{Deserialize, Serialize};
 use worker::{Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
@@ -83,4 +89,31 @@ async fn one(
             message.retry();
         }
     }
+}
+
+/// Executions sent again per sweep, at most.
+const SWEEP_LIMIT: u32 = 100;
+
+/// Sends the messages of executions that lost theirs again (the cron trigger).
+pub async fn sweep(env: Env) -> worker::Result<()> {
+    let config = crate::app::config(&env);
+    let db = env.d1("DB")?;
+    let queue = env.queue(QUEUE_BINDING)?;
+    let now = SystemClock.now_ms();
+    let grace_ms = config.pipelines.sweep_grace_secs * 1000;
+    let stale = crate::pipelines::store::take_stale(&db, now, grace_ms, SWEEP_LIMIT)
+        .await
+        .unwrap_or_default();
+    for execution_id in stale {
+        let sent = queue
+            .send(&Job {
+                execution_id: execution_id.clone(),
+            })
+            .await;
+        LogLine::new(LogLevel::Warn, now, "pipeline execution requeued")
+            .field("execution_id", execution_id.as_str())
+            .field("sent", sent.is_ok())
+            .emit(config.log_level);
+    }
+    Ok(())
 }

@@ -529,3 +529,114 @@ pub fn steps_json(definition: &Definition) -> Vec<Value> {
         .map(|s| serde_json::to_value(s).unwrap_or(Value::Object(Map::new())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(body: Value) -> ApiResult<ValidPipeline> {
+        let src: BTreeMap<String, String> =
+            [("OPENAI_API_KEY".to_string(), "k".to_string())].into();
+        let providers = ProviderSettings::from_source(&src, false, &mut Vec::new());
+        let modes = ModeCatalogue::default();
+        let settings = PipelineSettings {
+            max_steps: 3,
+            ..PipelineSettings::default()
+        };
+        let body: PipelineBody = serde_json::from_value(body).expect("body shape");
+        validate(
+            body,
+            &Choices {
+                providers: &providers,
+                modes: &modes,
+                settings: &settings,
+            },
+        )
+    }
+
+    fn step(id: &str, prompt: &str) -> Value {
+        json!({"id": id, "model": "openai/gpt-4o", "prompt": prompt})
+    }
+
+    fn param(body: Value) -> (u16, &'static str, String) {
+        let e = check(body).expect_err("refused");
+        (e.status, e.code, e.field.unwrap_or_default())
+    }
+
+    #[test]
+    fn a_good_definition_keeps_its_steps_in_order() {
+        let v = check(json!({"name": " p ", "inputs": ["q"], "steps": [
+            step("a", "{{input.q}}"),
+            step("b", "{{steps.a.output}} {{input}}"),
+        ]}))
+        .unwrap();
+        assert_eq!(v.name, "p");
+        let ids: Vec<&str> = v.definition.steps.iter().map(Step::id).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn references_must_be_to_earlier_steps_and_declared_inputs() {
+        let later =
+            json!({"name": "p", "steps": [step("a", "{{steps.b.output}}"), step("b", "x")]});
+        assert_eq!(
+            param(later),
+            (422, "validation_failed", "steps[0].prompt".into())
+        );
+        let cycle = json!({"name": "p", "steps": [step("a", "{{steps.a.output}}")]});
+        assert_eq!(param(cycle).2, "steps[0].prompt");
+        let undeclared = json!({"name": "p", "steps": [step("a", "{{input.q}}")]});
+        assert_eq!(param(undeclared).2, "steps[0].prompt");
+        let when_later = json!({"name": "p", "steps": [
+            {"id": "a", "model": "openai/gpt-4o", "prompt": "x", "when": {"step": "b", "contains": "y"}},
+            step("b", "x"),
+        ]});
+        assert_eq!(param(when_later).2, "steps[0].when.step");
+    }
+
+    #[test]
+    fn limits_models_and_context_are_checked() {
+        let many = json!({"name": "p", "steps": [step("a", "x"), step("b", "x"), step("c", "x"), step("d", "x")]});
+        assert_eq!(param(many), (422, "too_many_steps", "steps".into()));
+        let model = json!({"name": "p", "steps": [{"id": "a", "model": "acme/x", "prompt": "x"}]});
+        assert_eq!(param(model).2, "steps[0].model");
+        let huge = json!({"name": "p", "steps": [{"id": "a", "model": "openai/gpt-4o", "prompt": "x", "max_tokens": 199_000}]});
+        assert_eq!(
+            param(huge),
+            (422, "context_exceeded", "steps[0].prompt".into())
+        );
+        let unnamed = json!({"name": "", "steps": [step("a", "x")]});
+        assert_eq!(param(unnamed).2, "name");
+    }
+
+    #[test]
+    fn kinds_not_available_yet_are_refused_for_their_kind() {
+        let body = json!({"name": "p", "steps": [step("a", "x"), {"id": "f", "kind": "file_analysis", "file_id": "1"}]});
+        let e = refuse_unavailable_kinds(&body).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("step_kind_unavailable", Some("steps[1].kind"))
+        );
+        assert!(refuse_unavailable_kinds(&json!({"steps": [step("a", "x")]})).is_ok());
+    }
+
+    #[test]
+    fn conditions_compare_trimmed_text_or_a_json_field() {
+        let c = |v: Value| -> Condition { serde_json::from_value(v).unwrap() };
+        let out = json!({"label": " Urgent "});
+        assert!(c(json!({"step": "a", "field": "label", "equals": "Urgent"})).holds(Some(&out)));
+        assert!(c(json!({"step": "a", "field": "label", "contains": "urg"})).holds(Some(&out)));
+        assert!(
+            !c(json!({"step": "a", "field": "label", "not_contains": "URG"})).holds(Some(&out))
+        );
+        assert!(c(json!({"step": "a", "not_equals": "no"})).holds(Some(&json!("yes"))));
+        assert!(
+            !c(json!({"step": "a", "equals": "yes"})).holds(None),
+            "a skipped step never matches"
+        );
+    }
+}

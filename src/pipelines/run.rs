@@ -25,9 +25,22 @@ use crate::platform::clock::{Clock, SystemClock};
 use crate::providers::client::ProviderClient;
 use crate::providers::wire::{ChatMessage, ChatRequest, Role};
 
-/// How long a consumer owns an execution without finishing a step (a step's model call is
-/// bounded by the provider timeout, 120 s by default, times its in-call retries).
-pub const LEASE_MS: u64 = 10 * 60 * 1000;
+/// How long a consumer owns an execution without finishing a step: the longest a step's
+/// model call can take (the slowest provider's timeout, for each of its in-call tries) and a
+/// margin. A delivery that finds the lease held waits for it to end; one that arrives after a
+/// consumer died mid-step (the worker restarted) finds it expired and resumes.
+pub fn lease_ms(config: &Config) -> u64 {
+    let providers = &config.providers;
+    let slowest = providers
+        .upstreams
+        .iter()
+        .map(|u| u.timeout_secs)
+        .max()
+        .unwrap_or(0);
+    (slowest * (u64::from(providers.retry.max_retries) + 1) + LEASE_MARGIN_SECS) * 1000
+}
+
+const LEASE_MARGIN_SECS: u64 = 5;
 
 /// What to do with the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +77,11 @@ pub async fn run(
     if !matches!(execution.status.as_str(), "queued" | "running") {
         return Ok(Outcome::Ack);
     }
-    if !store::claim(db, id, now, now + LEASE_MS).await? {
-        // Another delivery is running it; look again when its lease may have ended.
-        return Ok(Outcome::RetryAfter(30));
+    let lease = lease_ms(config);
+    if !store::claim(db, id, now, now + lease).await? {
+        // Another delivery is running it; look again when its lease ends.
+        let left = execution.lease_until.unwrap_or(now).saturating_sub(now);
+        return Ok(Outcome::RetryAfter((left / 1000 + 1).min(300) as u32));
     }
     let definition: Definition = serde_json::from_str(&execution.definition)
         .map_err(|e| ApiError::internal(format!("stored definition of {id}: {e}")))?;
@@ -117,7 +132,7 @@ pub async fn run(
         if let Some(when) = step.when() {
             if !when.holds(output_of(&when.step)) {
                 run.attempts = 0;
-                store::finish_step(db, id, &run, started + LEASE_MS).await?;
+                store::finish_step(db, id, &run, started + lease).await?;
                 continue;
             }
         }
@@ -132,7 +147,7 @@ pub async fn run(
                 run.completion_tokens = u64::from(usage.completion_tokens);
                 run.latency_ms = finished.saturating_sub(started);
                 run.finished_at = finished;
-                store::finish_step(db, id, &run, finished + LEASE_MS).await?;
+                store::finish_step(db, id, &run, finished + lease).await?;
                 outputs[index] = Some(output);
                 failed_tries = 0;
             }
@@ -140,8 +155,16 @@ pub async fn run(
                 let finished = SystemClock.now_ms();
                 let message = step_error(err.code, &err.message);
                 if is_retryable(&err) && run.attempts < settings.max_attempts {
-                    store::failed_try(db, id, &message, finished).await?;
-                    return Ok(Outcome::RetryAfter(settings.retry_delay(run.attempts)));
+                    let delay = settings.retry_delay(run.attempts);
+                    store::failed_try(
+                        db,
+                        id,
+                        &message,
+                        finished,
+                        finished + u64::from(delay) * 1000,
+                    )
+                    .await?;
+                    return Ok(Outcome::RetryAfter(delay));
                 }
                 run.status = "failed".into();
                 run.error = Some(message.clone());

@@ -1,5 +1,6 @@
 //! The operator's settings for pipelines (`PIPELINE_MAX_STEPS`,
-//! `PIPELINE_MAX_DEFINITION_BYTES`, `PIPELINE_MAX_ATTEMPTS`, `PIPELINE_RETRY_DELAY_SECS`).
+//! `PIPELINE_MAX_DEFINITION_BYTES`, `PIPELINE_MAX_ATTEMPTS`, `PIPELINE_RETRY_DELAY_SECS`,
+//! `PIPELINE_SWEEP_GRACE_SECS`).
 
 use crate::config::source::{parse_number, ConfigSource};
 
@@ -15,6 +16,9 @@ pub struct PipelineSettings {
     /// `PIPELINE_RETRY_DELAY_SECS` — the first retry's delay (5 s), doubled for each further
     /// one, at most 300 s.
     pub retry_delay_secs: u32,
+    /// `PIPELINE_SWEEP_GRACE_SECS` — how long an unfinished execution may go without a
+    /// consumer's lease before the scheduled sweeper sends its message again (60 s).
+    pub sweep_grace_secs: u64,
 }
 
 impl Default for PipelineSettings {
@@ -24,6 +28,7 @@ impl Default for PipelineSettings {
             max_definition_bytes: 64 * 1024,
             max_attempts: 3,
             retry_delay_secs: 5,
+            sweep_grace_secs: 60,
         }
     }
 }
@@ -55,6 +60,14 @@ impl PipelineSettings {
                 d.retry_delay_secs,
                 0,
                 3600,
+                warnings,
+            ),
+            sweep_grace_secs: parse_number(
+                src,
+                "PIPELINE_SWEEP_GRACE_SECS",
+                d.sweep_grace_secs,
+                1,
+                86_400,
                 warnings,
             ),
         }

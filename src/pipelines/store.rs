@@ -248,15 +248,44 @@ pub async fn finish_step(
     d1::batch(db, vec![checkpoint(db, id, run)?, renew]).await
 }
 
-/// A failed try of a step that will be retried: counted, lease released.
-pub async fn failed_try(db: &D1Database, id: &str, error: &str, now_ms: u64) -> ApiResult<()> {
+/// A failed try of a step that will be retried at `retry_at`: counted, and the lease held
+/// until then (so the sweeper leaves it alone while its retry is on its way).
+pub async fn failed_try(
+    db: &D1Database,
+    id: &str,
+    error: &str,
+    now_ms: u64,
+    retry_at: u64,
+) -> ApiResult<()> {
     d1::execute(
         db,
-        "update pipeline_executions set attempts = attempts + 1, lease_until = null, error = ?2, updated_at = ?3 where id = ?1",
-        &[Val::Text(id), Val::Text(error), Val::Int(now_ms as i64)],
+        "update pipeline_executions set attempts = attempts + 1, lease_until = ?4, error = ?2, updated_at = ?3 where id = ?1",
+        &[Val::Text(id), Val::Text(error), Val::Int(now_ms as i64), Val::Int(retry_at as i64)],
     )
     .await?;
     Ok(())
+}
+
+/// Unfinished executions whose message looks lost: no lease (or retry) for `grace_ms`, and
+/// not sent again within it. Marks them sent again and returns their ids.
+pub async fn take_stale(
+    db: &D1Database,
+    now_ms: u64,
+    grace_ms: u64,
+    limit: u32,
+) -> ApiResult<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let before = now_ms.saturating_sub(grace_ms) as i64;
+    let rows: Vec<Row> = d1::all(
+        db,
+        "update pipeline_executions set requeued_at = ?1 where id in (select id from pipeline_executions where status in ('queued', 'running') and coalesce(lease_until, created_at) < ?2 and coalesce(requeued_at, 0) < ?2 limit ?3) returning id",
+        &[Val::Int(now_ms as i64), Val::Int(before), Val::Int(limit as i64)],
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// Ends the execution: its last checkpoint (when there is one) and its final status, in one

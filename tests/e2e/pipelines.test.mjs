@@ -5,9 +5,12 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { call, envelope } from './harness.mjs';
+import { rm } from 'node:fs/promises';
+
+import { call, envelope, startWorker } from './harness.mjs';
 import { registerAndLogin } from './accounts.mjs';
-import { startWithStandIn, sleep } from './provider-helpers.mjs';
+import { sleep, standInVars, startWithStandIn } from './provider-helpers.mjs';
+import { startStandIn } from '../support/stand-in.mjs';
 
 // Each step uses its own model, so the stand-in can tell (and script) the steps apart.
 const THREE_STEPS = {
@@ -227,5 +230,59 @@ describe('pipelines on the local queue', () => {
     assert.equal(done.steps[2].output, 'Echo: File routine');
     assert.match(chats('gpt-4o')[0].body.messages[0].content, /JSON Schema/);
     assert.equal(chats('gpt-4o-mini').length, 0);
+  });
+});
+
+describe('a worker restarted in the middle of an execution', () => {
+  let s;
+  let w;
+  let oldDir; // the first worker's directory, which holds the state both workers use
+  after(async () => {
+    await w?.stop();
+    await s?.close();
+    if (oldDir) await rm(oldDir, { recursive: true, force: true });
+  });
+
+  test('the execution resumes at its unfinished step and never repeats a finished one', async () => {
+    s = await startStandIn({ port: 0 });
+    const vars = {
+      ...standInVars(s.url),
+      PROVIDER_MAX_RETRIES: '0',
+      PROVIDER_TIMEOUT_SECS: '3',
+      PIPELINE_RETRY_DELAY_SECS: '0',
+      PIPELINE_SWEEP_GRACE_SECS: '1',
+    };
+    w = await startWorker({ vars, devArgs: ['--test-scheduled'] });
+    const user = await registerAndLogin(w);
+    const as = (method, route, json) => call(w.url, method, route, { token: user.access_token, json });
+    const p = await as('POST', '/api/pipelines', THREE_STEPS);
+    // The second step's provider hangs; the worker is killed while it waits.
+    s.script({ queue: [{ match: { model: 'gpt-4o-mini' }, firstByteDelayMs: 60_000 }] });
+    const e = await as('POST', `/api/pipelines/${p.body.id}/execute`, { input: { topic: 'restarts' } });
+    await s.waitFor((r) => r.model === 'gpt-4o-mini', { timeoutMs: 20_000 });
+    await w.stop({ keepState: true });
+    const stateDir = w.stateDir;
+    oldDir = w.dir;
+    w = await startWorker({ vars, stateDir, devArgs: ['--test-scheduled'] });
+    const seen = await call(w.url, 'GET', `/api/pipeline-executions/${e.body.id}`, { token: user.access_token });
+    assert.equal(seen.body.status, 'running', seen.text);
+    assert.deepEqual(seen.body.steps.map((x) => x.id), ['draft'], 'the first step was checkpointed before the restart');
+    // The consumer's message died with it: once its lease (3 s timeout + margin) has run out,
+    // the cron sweep sends it again.
+    let done;
+    for (let i = 0; i < 60 && !done; i++) {
+      await sleep(500);
+      await fetch(`${w.url}/__scheduled`).then((r) => r.arrayBuffer());
+      const r = await call(w.url, 'GET', `/api/pipeline-executions/${e.body.id}`, { token: user.access_token });
+      if (['succeeded', 'failed', 'cancelled'].includes(r.body.status)) done = r.body;
+    }
+    assert.ok(done, 'the execution finished after the restart');
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
+    assert.deepEqual(done.steps.map((x) => [x.id, x.status]), [['draft', 'succeeded'], ['critique', 'succeeded'], ['polish', 'succeeded']]);
+    const calls = (model) => s.requests.filter((r) => r.endpoint === 'chat' && r.model === model).length;
+    assert.equal(calls('gpt-4o'), 1, 'the finished step was not run again');
+    assert.equal(calls('gpt-4o-mini'), 2, 'the interrupted step ran again');
+    assert.equal(calls('gpt-4.1-mini'), 1);
+    await w.waitForOutput(/"msg":"pipeline execution requeued"/);
   });
 });
