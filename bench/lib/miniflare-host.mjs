@@ -32,6 +32,9 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   bindings: cfg.bindings,
   d1Databases: cfg.d1Databases,
   kvNamespaces: cfg.kvNamespaces,
+  // The pipeline queue: producer binding and this same worker as its consumer.
+  queueProducers: cfg.queueProducers,
+  queueConsumers: cfg.queueConsumers,
   unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
 }));
 

@@ -115,6 +115,9 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     bindings,
     d1Databases: { DB: settings.d1Id },
     kvNamespaces: { KV: settings.kvId },
+    // As wrangler.toml's [[queues.*]]: pipeline executions run on the local queue.
+    queueProducers: { PIPELINE_QUEUE: { queueName: 'threadline-pipelines' } },
+    queueConsumers: { 'threadline-pipelines': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'threadline-pipelines-dlq' } },
     persistTo: path.join(stateDir, 'v3'),
   };
 

@@ -8,7 +8,7 @@ use worker::Response;
 use crate::admin::access::require_admin;
 use crate::admin::role::Role;
 use crate::admin::store::{self, UsageRow};
-use crate::conversations::input::parse_limit;
+use crate::conversations::input::{parse_id_cursor, parse_limit};
 use crate::http::ctx::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
@@ -58,16 +58,7 @@ async fn usage(cx: Ctx) -> ApiResult<Response> {
     require_admin(&cx).await?;
     let pairs = cx.query_pairs();
     let limit = parse_limit(&pairs, DEFAULT_USAGE_PAGE, MAX_USAGE_PAGE)?;
-    let after = pairs
-        .iter()
-        .find(|(k, _)| k == "after")
-        .map(|(_, v)| v.clone());
-    if after.as_deref().is_some_and(|a| !is_valid_id(a)) {
-        return Err(ApiError::validation(
-            "after",
-            "`after` must be the `next_cursor` of a previous page.",
-        ));
-    }
+    let after = parse_id_cursor(&pairs, "after")?;
     let db = d1::database(&cx)?;
     let mut rows = store::usage_page(&db, after.as_deref(), limit as u32 + 1).await?;
     let has_more = rows.len() > limit;

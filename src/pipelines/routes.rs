@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use worker::Response;
 
 use crate::auth::guard::authenticate;
-use crate::conversations::input::parse_limit;
+use crate::conversations::input::{parse_id_cursor, parse_limit};
 use crate::http::ctx::{parse_json, require_media_type, Ctx};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::response;
@@ -67,17 +67,7 @@ fn path_id(cx: &Ctx) -> ApiResult<String> {
 fn page_query(cx: &Ctx) -> ApiResult<(usize, Option<String>)> {
     let pairs = cx.query_pairs();
     let limit = parse_limit(&pairs, DEFAULT_PAGE, MAX_PAGE)?;
-    let before = pairs
-        .iter()
-        .find(|(k, _)| k == "before")
-        .map(|(_, v)| v.clone());
-    if before.as_deref().is_some_and(|b| !is_valid_id(b)) {
-        return Err(ApiError::validation(
-            "before",
-            "`before` must be the `next_cursor` of a previous page.",
-        ));
-    }
-    Ok((limit, before))
+    Ok((limit, parse_id_cursor(&pairs, "before")?))
 }
 
 #[derive(Serialize)]

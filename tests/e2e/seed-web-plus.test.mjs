@@ -205,8 +205,16 @@ describe('a Web+ client', () => {
   });
 
   test('routes of features still to come answer 404, not something else', async () => {
-    const upload = await call(w.url, 'POST', '/pipelines', { token: tokens.access_token, json: { name: 'p' } });
-    envelope(assert, upload, 404);
+    const file = await call(w.url, 'GET', `/files/${'0'.repeat(32)}`, { token: tokens.access_token });
+    envelope(assert, file, 404);
+  });
+
+  test('pipelines and model management answer under Web+\'s paths', async () => {
+    // A pipeline without steps is refused naming the field; model management is for admins.
+    const p = envelope(assert, await call(w.url, 'POST', '/pipelines', { token: tokens.access_token, json: { name: 'p' } }), 422);
+    assert.equal(p.param, 'steps');
+    assert.equal((await call(w.url, 'GET', '/pipelines', { token: tokens.access_token })).status, 200);
+    envelope(assert, await call(w.url, 'POST', '/models/start', { token: tokens.access_token, json: { model: 'llama3.2' } }), 403, 'admin_required');
   });
 
   test('settings that mean nothing on Workers are named in a warning', async () => {

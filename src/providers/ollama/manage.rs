@@ -239,6 +239,15 @@ impl OllamaServer {
         .await
     }
 
+    /// Whether the server has the model (canonical name) on disk.
+    async fn has(&self, name: &str) -> Result<bool, ManageError> {
+        Ok(self
+            .local_models()
+            .await?
+            .iter()
+            .any(|m| canonical(&m.name) == name))
+    }
+
     /// Loads the model into memory, pulling it first when the server does not have it.
     pub async fn start(
         &self,
@@ -246,12 +255,7 @@ impl OllamaServer {
         keep_alive: Option<&Value>,
     ) -> Result<(ModelStatus, Option<PullSummary>), ManageError> {
         let name = canonical(name);
-        let present = self
-            .local_models()
-            .await?
-            .iter()
-            .any(|m| canonical(&m.name) == name);
-        let pulled = if present {
+        let pulled = if self.has(&name).await? {
             None
         } else {
             Some(self.pull(&name).await?)
@@ -263,12 +267,7 @@ impl OllamaServer {
     /// Unloads the model (`keep_alive: 0`); a model the server does not have is a 404.
     pub async fn stop(&self, name: &str) -> Result<ModelStatus, ManageError> {
         let name = canonical(name);
-        let present = self
-            .local_models()
-            .await?
-            .iter()
-            .any(|m| canonical(&m.name) == name);
-        if !present {
+        if !self.has(&name).await? {
             return Err(ManageError::ModelNotFound(format!(
                 "model '{name}' not found"
             )));
