@@ -37,7 +37,7 @@ pub async fn require_admin(cx: &Ctx) -> ApiResult<Admin> {
         }),
         Role::User => Err(ApiError::forbidden(
             "admin_required",
-            "Only an admin may do this: it changes what every user of this deployment shares.",
+            "Only an admin may do this: model management, roles and every user's usage are for operators.",
         )),
     }
 }

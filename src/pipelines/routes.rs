@@ -51,6 +51,11 @@ pub fn routes() -> Vec<Route> {
             "/api/pipeline-executions/{id}/cancel",
             handler!(cancel),
         ),
+        Route::new(
+            Method::Get,
+            "/api/pipeline-executions/{id}/events",
+            handler!(events),
+        ),
     ]
 }
 
@@ -416,4 +421,86 @@ async fn cancel(cx: Ctx) -> ApiResult<Response> {
         .ok_or_else(ApiError::not_found)?;
     let runs = store::step_runs(&db, &row.id).await?;
     response::json(202, &execution_view(&row, &runs))
+}
+
+/// How often the event stream looks at the execution, and for how long at most.
+const EVENTS_POLL_MS: u64 = 500;
+const EVENTS_MAX_POLLS: u32 = 1200;
+
+struct Follow {
+    db: std::rc::Rc<worker::D1Database>,
+    transport: std::rc::Rc<dyn crate::providers::client::transport::Transport>,
+    user_id: String,
+    id: String,
+    steps_sent: usize,
+    status: String,
+    polls: u32,
+    ended: bool,
+}
+
+fn sse(event: &str, data: &Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+/// One look at the execution: the events of what changed since the last one.
+async fn follow_once(f: &mut Follow) -> String {
+    if f.polls > 0 {
+        f.transport.sleep(EVENTS_POLL_MS).await;
+    }
+    f.polls += 1;
+    let found = store::find_execution(&f.db, Some(&f.user_id), &f.id).await;
+    let runs = store::step_runs(&f.db, &f.id).await;
+    let (Ok(Some(row)), Ok(runs)) = (found, runs) else {
+        f.ended = true;
+        return sse(
+            "error",
+            &json!({"message": "The execution could not be read."}),
+        );
+    };
+    let mut out = String::new();
+    for run in runs.iter().skip(f.steps_sent) {
+        out.push_str(&sse("step", &step_view(run)));
+    }
+    f.steps_sent = runs.len();
+    if row.status != f.status {
+        f.status = row.status.clone();
+        out.push_str(&sse("status", &json!({"status": row.status})));
+    }
+    if !matches!(row.status.as_str(), "queued" | "running") {
+        out.push_str(&sse("done", &execution_view(&row, &runs)));
+        f.ended = true;
+    } else if f.polls >= EVENTS_MAX_POLLS {
+        f.ended = true;
+    } else if out.is_empty() {
+        // A comment while nothing changes: it lets the worker notice a client that left.
+        out.push_str(": waiting\n\n");
+    }
+    out
+}
+
+/// GET /api/pipeline-executions/{id}/events — the execution as Server-Sent Events: `status`
+/// when it changes, `step` as each step's checkpoint is written, and `done` (the whole
+/// execution, as `GET /api/pipeline-executions/{id}` answers it) when it ends. The stream
+/// looks every half second, for at most ten minutes.
+async fn events(cx: Ctx) -> ApiResult<Response> {
+    let principal = authenticate(&cx).await?;
+    let (db, row) = owned_execution(&cx, &principal.user_id).await?;
+    let follow = Follow {
+        db: std::rc::Rc::new(db),
+        transport: crate::providers::client::ProviderClient::new(&cx).transport(),
+        user_id: principal.user_id,
+        id: row.id,
+        steps_sent: 0,
+        status: String::new(),
+        polls: 0,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        if f.ended {
+            return None;
+        }
+        let chunk = follow_once(&mut f).await;
+        Some((Ok::<Vec<u8>, worker::Error>(chunk.into_bytes()), f))
+    });
+    crate::providers::client::event_stream_response(stream)
 }

@@ -211,6 +211,29 @@ describe('pipelines on the local queue', () => {
     assert.equal(chats('gpt-4.1-mini').length, 0);
   });
 
+  test('the event stream reports the status, each step as it is checkpointed, and done', async () => {
+    const p = await create();
+    env.s.script({ default: { match: { model: 'gpt-4o-mini' }, firstByteDelayMs: 700 } });
+    const res = await as(ada, 'POST', `/api/pipelines/${p.id}/execute`, { input: { topic: 'streams' } });
+    const stream = await fetch(`${env.w.url}/api/pipeline-executions/${res.body.id}/events`, { headers: { authorization: `Bearer ${ada.access_token}` } });
+    assert.equal(stream.status, 200);
+    assert.match(stream.headers.get('content-type'), /^text\/event-stream/);
+    const text = await stream.text();
+    const events = text.split('\n\n').filter((b) => b.startsWith('event:')).map((b) => {
+      const [, event] = /^event: (.*)$/m.exec(b);
+      const [, data] = /^data: (.*)$/m.exec(b);
+      return { event, data: JSON.parse(data) };
+    });
+    const names = events.map((e) => (e.event === 'step' ? `step:${e.data.id}` : e.event === 'status' ? `status:${e.data.status}` : e.event));
+    assert.deepEqual(names.filter((n) => n.startsWith('step:')), ['step:draft', 'step:critique', 'step:polish']);
+    assert.ok(names.indexOf('step:draft') < names.indexOf('step:critique'));
+    assert.equal(names.at(-2), 'status:succeeded');
+    assert.equal(names.at(-1), 'done');
+    assert.equal(events.at(-1).data.status, 'succeeded');
+    assert.equal(events.at(-1).data.steps.length, 3);
+    envelope(assert, await as(bob, 'GET', `/api/pipeline-executions/${res.body.id}/events`), 404, 'not_found');
+  });
+
   test('a condition on an earlier output skips a step', async () => {
     const p = await create({
       name: 'triage',
