@@ -157,6 +157,8 @@ BUNDLE_BUDGET_BYTES := 1048576
 # more to install); knobs such as BENCH_TARGETS and BENCH_STORAGE_LATENCY: bench/run.mjs.
 bench: build bench-tools
 	node bench/run.mjs
+	@# Realtime: latency per delta through the conversation's Durable Object, open sockets and memory.
+	node bench/realtime.mjs
 	node bench/pipelines.mjs
 
 # wrk from Debian's packages, or oha from crates.io where apt-get is unavailable; Portkey at

@@ -33,6 +33,7 @@ import {
 import { httpLoad, streamLoad, loadTool, loadToolVersion } from './lib/load.mjs';
 import { splitAroundProvider } from './lib/storage-ops.mjs';
 import { renderSection, prependSection } from './lib/report.mjs';
+import { readDeltas } from './lib/deltas.mjs';
 
 const env = process.env;
 const CFG = {
@@ -212,7 +213,9 @@ async function threadlineSpec(tl, scenario, c) {
   if (scenario.startsWith('messages')) {
     // Fresh conversations for each cell (2 per connection, in rotation), so history,
     // bounded by the context budget anyway, stays a few messages long.
-    const ids = await newConversations(tl, Math.max(2, c * 2));
+    // Four conversations per connection: a conversation runs one streamed generation at a
+    // time (a second is a 409), so a connection never comes back to one still generating.
+    const ids = await newConversations(tl, Math.max(4, c * 4));
     return {
       label: `${scenario} threadline`, url: `${tl.w.url}/api/conversations/${ids[0]}/messages`,
       paths: ids.map((id) => `/api/conversations/${id}/messages`), headers: { authorization: `Bearer ${tl.key}` },
@@ -247,30 +250,6 @@ async function routeCost(tl, label, routeTemplate, fn, n = 200) {
     label, wall: median(walls), logged: median(durations), logged_n: durations.length,
     workerd: (cpu.workerd ?? 0) / n, node: (cpu.node ?? 0) / n, total: cpu.total / n,
   };
-}
-
-/** Reads an SSE response, timestamping each content delta as it arrives. */
-async function readDeltas(res, kind) {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  const deltas = [];
-  for await (const chunk of res.body) {
-    const at = performance.timeOrigin + performance.now();
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
-      if (!data || data === '[DONE]') continue;
-      let j;
-      try { j = JSON.parse(data); } catch { continue; }
-      const text = kind === 'messages' ? (event === 'delta' ? j.text : '') : j.choices?.[0]?.delta?.content;
-      if (text) deltas.push({ at, text });
-    }
-  }
-  return deltas;
 }
 
 /**

@@ -19,7 +19,7 @@
 // options)/getWithMetadata/put(key, value, options)/delete/list(options)`. workers-rs checks
 // that the D1 binding's constructor is named `D1Database`, so the facade's class is.
 // Results and errors are the local binding's own objects.
-import Threadline from './src/entry.mjs';
+import Threadline, { ConversationLive as ThreadlineConversationLive } from './src/entry.mjs';
 
 const ops = [];
 let seq = 0;
@@ -171,19 +171,32 @@ class KVNamespace {
 
 let facade = null;
 
+/** The local bindings behind the facade, made once per `env` the runtime hands over. */
+function facadeOf(env) {
+  if (!facade || facade.source !== env) {
+    const latency = parseLatency(env.BENCH_STORAGE_LATENCY);
+    const wrapped = { ...env, DB: new D1Database(env.DB, latency.d1), KV: new KVNamespace(env.KV, latency.kv) };
+    delete wrapped.BENCH_STORAGE_LATENCY;
+    facade = { source: env, env: wrapped };
+  }
+  return facade.env;
+}
+
+// The conversations' Durable Object runs the streamed chat turn, so its D1 and KV calls go
+// through the same facade (it runs in this isolate: the records are the same list).
+export class ConversationLive extends ThreadlineConversationLive {
+  constructor(state, env) {
+    super(state, facadeOf(env));
+  }
+}
+
 export default {
   async fetch(request, env, ctx) {
     if (new URL(request.url).pathname === '/__bench/storage-ops') {
       const taken = ops.splice(0, ops.length);
       return Response.json({ now: Date.now(), ops: taken });
     }
-    if (!facade || facade.source !== env) {
-      const latency = parseLatency(env.BENCH_STORAGE_LATENCY);
-      const wrapped = { ...env, DB: new D1Database(env.DB, latency.d1), KV: new KVNamespace(env.KV, latency.kv) };
-      delete wrapped.BENCH_STORAGE_LATENCY;
-      facade = { source: env, env: wrapped };
-    }
-    const response = await Threadline.fetch(request, facade.env, ctx);
+    const response = await Threadline.fetch(request, facadeOf(env), ctx);
     const at = Date.now();
     const n = ++seq;
     ops.push({ binding: 'response', op: 'response', subject: String(response.status), start: at, startSeq: n, end: at, endSeq: n, ok: true });

@@ -48,7 +48,8 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
     state
 }
 
-/// The isolate's configuration, for work that is not a request (the queue consumer).
+/// The isolate's configuration, for code that runs outside a request's pipeline (a Durable
+/// Object's handlers, the queue consumer and the cron sweeper).
 pub fn config(env: &Env) -> Rc<Config> {
     isolate_state(env, SystemClock.now_ms()).0
 }

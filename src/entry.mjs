@@ -79,3 +79,7 @@ export default {
     return new Threadline(ctx, env).scheduled(controller);
   },
 };
+
+// Realtime: the conversation's Durable Object class (Rust, `#[durable_object]` in
+// src/live/object.rs), which worker-build exports from the shim; wrangler.toml binds it.
+export { ConversationLive } from '../build/worker/shim.mjs';

@@ -11,6 +11,7 @@ pub mod compat;
 pub mod config;
 pub mod conversations;
 pub mod http;
+pub mod live;
 pub mod meta;
 pub mod modes;
 pub mod openai;

@@ -31,6 +31,7 @@ pub fn own_routes() -> Vec<Route> {
     all.extend(crate::conversations::routes::routes());
     all.extend(crate::chat::routes::routes());
     all.extend(crate::modes::routes::routes());
+    all.extend(crate::live::routes::routes());
     all.extend(crate::admin::routes::routes());
     all.extend(crate::providers::ollama::routes::routes());
     all.extend(crate::pipelines::routes::routes());

@@ -5,7 +5,7 @@
 // is read the worker's log lines off workerd's stdout (Miniflare parses them) and print them.
 //
 //   node bench/lib/miniflare-host.mjs '<JSON: {modules: [{type, path}…] (the entry first), modulesRoot, compatibilityDate,
-//     compatibilityFlags, bindings, d1Databases, kvNamespaces, persistTo}>'
+//     compatibilityFlags, bindings, d1Databases, kvNamespaces, durableObjects?, persistTo}>'
 //
 // Prints one line `{"url":"http://127.0.0.1:…/"}` once the worker accepts requests; SIGTERM
 // disposes of Miniflare (and so of workerd) and exits.
@@ -32,6 +32,7 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   bindings: cfg.bindings,
   d1Databases: cfg.d1Databases,
   kvNamespaces: cfg.kvNamespaces,
+  durableObjects: cfg.durableObjects,
   // The pipeline queue: producer binding and this same worker as its consumer.
   queueProducers: cfg.queueProducers,
   queueConsumers: cfg.queueConsumers,

@@ -120,6 +120,8 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     queueConsumers: { 'threadline-pipelines': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'threadline-pipelines-dlq' } },
     persistTo: path.join(stateDir, 'v3'),
   };
+  // Threadline's conversations' Durable Object (wrangler.toml); a one-file entry has none.
+  if (!entry) cfg.durableObjects = { CONVERSATION_LIVE: { className: 'ConversationLive', useSQLite: true } };
 
   const t0 = performance.now();
   const child = spawn(process.execPath, [HOST, JSON.stringify(cfg)], {

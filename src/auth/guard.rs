@@ -53,6 +53,21 @@ pub fn bearer(cx: &Ctx) -> Option<String> {
     cx.header("x-api-key")
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
+        .or_else(|| websocket_bearer(cx))
+}
+
+/// A browser cannot set headers on a WebSocket, and a token in its URL would reach logs: it
+/// names the credential as a subprotocol, `bearer.<token>` (beside `threadline`, the one the
+/// server answers with). Only read on a WebSocket upgrade.
+fn websocket_bearer(cx: &Ctx) -> Option<String> {
+    let upgrade = cx.header("upgrade")?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    cx.header("sec-websocket-protocol")?
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("bearer.").map(str::to_string))
+        .filter(|t| !t.is_empty())
 }
 
 fn missing() -> ApiError {

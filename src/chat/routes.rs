@@ -21,7 +21,7 @@ use crate::conversations::input::HistoryQuery;
 use crate::conversations::model::{AssistantReply, Conversation, Message};
 use crate::conversations::routes::path_id;
 use crate::conversations::store::{ConversationStore, Destination, UserMessage};
-use crate::http::ctx::Ctx;
+use crate::http::ctx::{parse_json, require_media_type, Ctx};
 use crate::http::error::ApiResult;
 use crate::http::response;
 use crate::http::router::{handler, Method, Route};
@@ -71,7 +71,10 @@ pub(crate) async fn send(
     let principal = authenticate(&cx).await?;
     let user_id = principal.user_id;
     rate_limit::enforce(&cx, "chat", &user_id, cx.config.rate_limits.chat_per_user).await?;
-    let body: ChatBody = cx.json().await?;
+    // Read once here and kept: a streamed send hands the body to the conversation's object.
+    require_media_type(cx.header("content-type").as_deref(), "application/json")?;
+    let bytes = cx.body_bytes().await?;
+    let body: ChatBody = parse_json(&bytes)?;
     let input = ChatInput::from_body(
         body,
         path.as_deref(),
@@ -79,6 +82,9 @@ pub(crate) async fn send(
         cx.config.chat.max_message_chars,
         &cx.config.chat.modes,
     )?;
+    if input.stream {
+        return crate::live::routes::send_streamed(&cx, &user_id, &input, bytes).await;
+    }
     let repository = Rc::new(ConversationStore::new(&cx)?);
     let model = Rc::new(ProviderClient::new(&cx));
     let keepalive_ms = cx.config.chat.stream_keepalive_ms;
@@ -94,6 +100,7 @@ pub(crate) async fn send(
             interval_ms: keepalive_ms,
             sleep: Rc::new(|ms| crate::platform::timer::sleep(ms)),
         }),
+        new_conversation_id: None,
     };
     match turn::run(turn, repository, model, &WaitUntil(&cx)).await? {
         TurnReply::Streamed(relay) => event_stream_response(relay),

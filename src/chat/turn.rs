@@ -137,6 +137,9 @@ pub struct Turn<'a> {
     pub clock: Rc<dyn Clock>,
     /// The idle comments of a streamed reply (`None`: `STREAM_KEEPALIVE_MS=0`).
     pub keepalive: Option<Keepalive>,
+    /// The id a new conversation gets (`None`: a fresh one). The conversation's Durable
+    /// Object is named by it before the turn creates the conversation.
+    pub new_conversation_id: Option<String>,
 }
 
 /// The answer to a send that is not streamed.
@@ -232,6 +235,7 @@ async fn load_before(
     repository: &impl ConversationRepository,
     user_id: &str,
     input: &ChatInput,
+    new_conversation_id: Option<&str>,
     now: u64,
 ) -> ApiResult<Before> {
     match &input.conversation_id {
@@ -254,7 +258,11 @@ async fn load_before(
             })
         }
         None => {
-            let (new, conversation) = new_conversation(input, &new_id(now)?, now);
+            let id = match new_conversation_id {
+                Some(id) => id.to_string(),
+                None => new_id(now)?,
+            };
+            let (new, conversation) = new_conversation(input, &id, now);
             Ok(Before {
                 conversation,
                 history: Vec::new(),
@@ -346,7 +354,14 @@ where
         mut history,
         more,
         new,
-    } = load_before(repository.as_ref(), user_id, input, now).await?;
+    } = load_before(
+        repository.as_ref(),
+        user_id,
+        input,
+        turn.new_conversation_id.as_deref(),
+        now,
+    )
+    .await?;
 
     // 2–3. The reply's model, prompt and budget; then as much history as the budget may use.
     let overrides = Overrides {
@@ -935,6 +950,7 @@ mod tests {
             log_level: LogLevel::Error,
             clock: Rc::new(FixedClock::at_secs(1_000)),
             keepalive: None,
+            new_conversation_id: None,
         };
         block_on(run(turn, repository.clone(), model.clone(), jobs))
     }
@@ -1006,6 +1022,38 @@ mod tests {
                 ProviderEvent::Finish(FinishReason::Stop),
             ],
         }
+    }
+
+    #[test]
+    fn a_new_conversation_takes_the_id_chosen_for_it_when_there_is_one() {
+        // A conversation's Durable Object is named by the id before the turn creates it.
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(hello());
+        let jobs = Jobs::default();
+        let (chat, providers) = settings(None);
+        let chosen = "0123456789abcdef0123456789abcdef";
+        let turn = Turn {
+            user_id: USER,
+            input: send("Hi there", None, true),
+            chat: &chat,
+            providers: &providers,
+            request_id: "req",
+            log_level: LogLevel::Error,
+            clock: Rc::new(FixedClock::at_secs(1_000)),
+            keepalive: None,
+            new_conversation_id: Some(chosen.into()),
+        };
+        let relay = streamed(block_on(run(
+            turn,
+            repository.clone(),
+            model.clone(),
+            &jobs,
+        )));
+        drain(relay, &jobs, None);
+        let stored = repository.stored();
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|m| m.conversation_id == chosen));
+        assert!(repository.owned(USER, chosen).is_some());
     }
 
     #[test]
@@ -1290,6 +1338,7 @@ mod tests {
             log_level: LogLevel::Error,
             clock: Rc::new(FixedClock::at_secs(1_000)),
             keepalive: None,
+            new_conversation_id: None,
         };
         let second = ScriptedModel::new(hello());
         let err = match block_on(run(turn, doomed, second, &jobs)) {

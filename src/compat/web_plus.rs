@@ -38,6 +38,13 @@ pub const SERVICE: Service = Service {
             Delete,
             "/api/conversations/{id}",
         ),
+        // Web+'s "WebSocket support": the conversation's socket under its conversations path.
+        alias(
+            Get,
+            "/conversations/{id}/ws",
+            Get,
+            "/api/conversations/{id}/ws",
+        ),
         own(
             Post,
             "/chat/completions",

@@ -53,7 +53,13 @@ pub struct ProviderClient {
 impl ProviderClient {
     /// A client for this request, which aborts its upstream calls if our client disconnects.
     pub fn new(cx: &Ctx) -> ProviderClient {
-        let disconnect = ClientDisconnect::watch(&cx.req);
+        ProviderClient::with_disconnect(cx, ClientDisconnect::watch(&cx.req))
+    }
+
+    /// A client whose upstream calls are aborted when `disconnect` says so rather than when
+    /// this request's client goes: a conversation's Durable Object ends a generation on a stop
+    /// or when its last listener leaves.
+    pub fn with_disconnect(cx: &Ctx, disconnect: ClientDisconnect) -> ProviderClient {
         ProviderClient {
             config: cx.config.clone(),
             transport: Rc::new(WorkerTransport {
