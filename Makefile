@@ -161,6 +161,8 @@ bench: build bench-tools
 	node bench/realtime.mjs
 	@# Files: 10 MiB upload/download through the worker against local R2, memory, image chat CPU.
 	node bench/files.mjs
+	@# Pipelines: executions/s of a three-step pipeline on the local queue, overhead per step.
+	node bench/pipelines.mjs
 
 # wrk from Debian's packages, or oha from crates.io where apt-get is unavailable; Portkey at
 # the version package.json pins; LiteLLM pinned into its own virtualenv when asked for.

@@ -49,7 +49,7 @@ fn isolate_state(env: &Env, now_ms: u64) -> IsolateState {
 }
 
 /// The isolate's configuration, for code that runs outside a request's pipeline (a Durable
-/// Object's handlers).
+/// Object's handlers, the queue consumer and the cron sweeper).
 pub fn config(env: &Env) -> Rc<Config> {
     isolate_state(env, SystemClock.now_ms()).0
 }

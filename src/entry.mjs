@@ -67,6 +67,17 @@ export default {
       inFlight.delete(fail);
     }
   },
+
+  // The pipeline queue's consumer. A panic here is retried by the queue like any failure
+  // (the message is delivered again and resumes at its first unfinished step).
+  async queue(batch, env, ctx) {
+    return new Threadline(ctx, env).queue(batch);
+  },
+
+  // The cron trigger: sends the messages of pipeline executions that lost theirs again.
+  async scheduled(controller, env, ctx) {
+    return new Threadline(ctx, env).scheduled(controller);
+  },
 };
 
 // Realtime: the conversation's Durable Object class (Rust, `#[durable_object]` in

@@ -33,6 +33,9 @@ pub fn own_routes() -> Vec<Route> {
     all.extend(crate::modes::routes::routes());
     all.extend(crate::live::routes::routes());
     all.extend(crate::files::routes::routes());
+    all.extend(crate::admin::routes::routes());
+    all.extend(crate::providers::ollama::routes::routes());
+    all.extend(crate::pipelines::routes::routes());
     all
 }
 

@@ -34,6 +34,9 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   kvNamespaces: cfg.kvNamespaces,
   durableObjects: cfg.durableObjects,
   r2Buckets: cfg.r2Buckets,
+  // The pipeline queue: producer binding and this same worker as its consumer.
+  queueProducers: cfg.queueProducers,
+  queueConsumers: cfg.queueConsumers,
   unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
 }));
 

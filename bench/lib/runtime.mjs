@@ -117,6 +117,9 @@ export async function startRuntimeWorker({ vars = {}, entry = null, migrate: wit
     kvNamespaces: { KV: settings.kvId },
     // File bytes (binding FILES), local R2 in the same state directory.
     r2Buckets: { FILES: 'threadline-files' },
+    // As wrangler.toml's [[queues.*]]: pipeline executions run on the local queue.
+    queueProducers: { PIPELINE_QUEUE: { queueName: 'threadline-pipelines' } },
+    queueConsumers: { 'threadline-pipelines': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 10, deadLetterQueue: 'threadline-pipelines-dlq' } },
     persistTo: path.join(stateDir, 'v3'),
   };
   // Threadline's conversations' Durable Object (wrangler.toml); a one-file entry has none.

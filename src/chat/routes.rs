@@ -117,7 +117,11 @@ pub(crate) async fn send(
 /// missing and another user's alike); its name and type go into the stored part, and its
 /// contents to the model — images and PDFs as media, text files as text within the history
 /// budget.
-pub(crate) async fn read_attachments(cx: &Ctx, user_id: &str, mut input: ChatInput) -> ApiResult<ChatInput> {
+pub(crate) async fn read_attachments(
+    cx: &Ctx,
+    user_id: &str,
+    mut input: ChatInput,
+) -> ApiResult<ChatInput> {
     let field = "content";
     let max_text_chars = (cx.config.chat.context_budget_tokens as usize).saturating_mul(3);
     for i in 0..input.parts.len() {

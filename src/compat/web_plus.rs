@@ -2,14 +2,13 @@
 //! `POST /chat/completions`, which Web+ clients call two ways: with an OpenAI body
 //! (`messages[]`, answered as `/v1/chat/completions` answers, nothing stored) or with a chat
 //! body (`message`, optional `conversation_id`, stored as `POST /api/chat` stores it).
-//! Files, pipelines and model start/stop are features still to come.
+//! Its model start/stop/status are Threadline's Ollama management (admin only), its
+//! pipelines Threadline's pipelines on Queues, its files Threadline's files in R2.
 
 use serde_json::{Map, Value};
 use worker::Response;
 
-use super::{
-    alias, later, native, not_used, ours, own, stands_for, Service, KEPT_IN_KV, STORED_IN_D1,
-};
+use super::{alias, native, not_used, ours, own, stands_for, Service, KEPT_IN_KV, STORED_IN_D1};
 use crate::config::source::Convert;
 use crate::http::ctx::{require_media_type, Ctx};
 use crate::http::error::ApiResult;
@@ -25,9 +24,9 @@ pub const SERVICE: Service = Service {
         alias(Get, "/auth/me", Get, "/api/auth/me"),
         alias(Post, "/auth/api-keys", Post, "/api/keys"),
         alias(Get, "/models/available", Get, "/api/models"),
-        later(Post, "/models/start", "model management"),
-        later(Post, "/models/stop", "model management"),
-        later(Get, "/models/{id}/status", "model management"),
+        alias(Post, "/models/start", Post, "/api/models/start"),
+        alias(Post, "/models/stop", Post, "/api/models/stop"),
+        alias(Get, "/models/{id}/status", Get, "/api/models/{id}/status"),
         alias(Post, "/conversations", Post, "/api/conversations"),
         alias(Get, "/conversations", Get, "/api/conversations"),
         alias(Get, "/conversations/{id}", Get, "/api/conversations/{id}"),
@@ -65,10 +64,20 @@ pub const SERVICE: Service = Service {
         ),
         alias(Get, "/files/{id}", Get, "/api/files/{id}"),
         alias(Post, "/files/{id}/analyze", Post, "/api/files/{id}/analyze"),
-        later(Post, "/pipelines", "pipelines"),
-        later(Get, "/pipelines", "pipelines"),
-        later(Post, "/pipelines/{id}/execute", "pipelines"),
-        later(Get, "/pipeline-executions/{id}", "pipelines"),
+        alias(Post, "/pipelines", Post, "/api/pipelines"),
+        alias(Get, "/pipelines", Get, "/api/pipelines"),
+        alias(
+            Post,
+            "/pipelines/{id}/execute",
+            Post,
+            "/api/pipelines/{id}/execute",
+        ),
+        alias(
+            Get,
+            "/pipeline-executions/{id}",
+            Get,
+            "/api/pipeline-executions/{id}",
+        ),
         native(Get, "/docs"),
         native(Get, "/redoc"),
     ],

@@ -55,6 +55,10 @@ pub struct Config {
     pub providers: crate::providers::settings::ProviderSettings,
     /// File and media limits (`MAX_FILE_SIZE`, `MAX_FILES_PER_UPLOAD`, …).
     pub files: crate::files::settings::FileSettings,
+    /// Who is an admin besides the users granted the role (`ADMIN_EMAILS`).
+    pub admin: crate::admin::role::AdminSettings,
+    /// Pipeline limits (`PIPELINE_*`).
+    pub pipelines: crate::pipelines::settings::PipelineSettings,
     /// Settings that make every request answer 503 until fixed.
     pub problems: Vec<ConfigProblem>,
     /// Settings that were invalid and fell back to their defaults (logged as warnings).
@@ -178,6 +182,9 @@ impl Config {
             environment == Environment::Development,
             &mut warnings,
         );
+        let admin = crate::admin::role::AdminSettings::from_source(src);
+        let pipelines =
+            crate::pipelines::settings::PipelineSettings::from_source(src, &mut warnings);
 
         Config {
             environment,
@@ -191,6 +198,8 @@ impl Config {
             chat,
             providers,
             files,
+            admin,
+            pipelines,
             problems,
             warnings,
         }
@@ -232,7 +241,7 @@ fn development_secret(
 }
 
 /// `CORS_ORIGINS` accepts a comma-separated list or a JSON array (as ChronoChat's setting did).
-fn parse_origin_list(raw: &str) -> Vec<String> {
+pub(crate) fn parse_origin_list(raw: &str) -> Vec<String> {
     let raw = raw.trim();
     let items: Vec<String> = if raw.starts_with('[') {
         serde_json::from_str::<Vec<String>>(raw).unwrap_or_default()

@@ -358,7 +358,20 @@ fn parse_bool(field: &str, value: &str) -> ApiResult<bool> {
     }
 }
 
-fn parse_limit(pairs: &[(String, String)], default: usize, max: usize) -> ApiResult<usize> {
+/// `?<name>=`: a page cursor that is the id of the previous page's last row (422 otherwise).
+pub fn parse_id_cursor(pairs: &[(String, String)], name: &str) -> ApiResult<Option<String>> {
+    match first(pairs, name) {
+        None => Ok(None),
+        Some(raw) if crate::platform::ids::is_valid_id(raw) => Ok(Some(raw.to_string())),
+        Some(_) => Err(ApiError::validation(
+            name,
+            format!("`{name}` must be the `next_cursor` of a previous page."),
+        )),
+    }
+}
+
+/// `?limit=`: a whole number from 1 to `max`, `default` when absent (422 otherwise).
+pub fn parse_limit(pairs: &[(String, String)], default: usize, max: usize) -> ApiResult<usize> {
     match first(pairs, "limit") {
         None => Ok(default),
         Some(raw) => raw

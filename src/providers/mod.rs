@@ -8,10 +8,12 @@
 //!   of them can take a request's images and documents (422 before any call).
 //! - [`client`]: the I/O — retries, fallbacks, timeouts, cancellation, streaming, `dev/echo`.
 //! - [`routes`]: `GET /api/models`.
+//! - [`ollama`]: managing an Ollama server's models through its native API (admin only).
 
 pub mod capability;
 pub mod catalogue;
 pub mod client;
+pub mod ollama;
 pub mod resolve;
 pub mod routes;
 pub mod settings;

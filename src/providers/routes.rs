@@ -21,7 +21,9 @@ use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::logging::LogLine;
 use crate::providers::catalogue::DEFAULT_CONTEXT_WINDOW;
 use crate::providers::client::ProviderClient;
+use crate::providers::ollama::manage::OllamaServer;
 use crate::providers::settings::{ProviderSettings, Upstream};
+use crate::providers::wire::ProviderKind;
 
 pub fn routes() -> Vec<Route> {
     vec![Route::new(Method::Get, "/api/models", handler!(list))]
@@ -171,7 +173,7 @@ async fn listing(cx: &Ctx, client: &ProviderClient, upstream: &Upstream) -> Vec<
         }
     }
     let now_ms = SystemClock.now_ms();
-    let entry = match client.list_models(upstream).await {
+    let entry = match listed_models(client, upstream).await {
         Ok(models) => CachedListing {
             fetched_at_ms: now_ms,
             ok: true,
@@ -206,6 +208,30 @@ async fn listing(cx: &Ctx, client: &ProviderClient, upstream: &Upstream) -> Vec<
         }
     }
     entry.models
+}
+
+/// The list endpoint's models; for an OpenAI-compatible server, also those of Ollama's
+/// native `/api/tags` (a server that has no such endpoint adds nothing, and either list
+/// alone is enough).
+async fn listed_models(
+    client: &ProviderClient,
+    upstream: &Upstream,
+) -> Result<Vec<String>, String> {
+    let listed = client.list_models(upstream);
+    if upstream.endpoint.kind != ProviderKind::OpenAiCompatible {
+        return listed.await;
+    }
+    let server = OllamaServer::new(client.transport(), upstream);
+    let (listed, native) = futures::future::join(listed, server.local_models()).await;
+    match (listed, native) {
+        (Ok(mut names), Ok(native)) => {
+            names.extend(native.into_iter().map(|m| m.name));
+            Ok(names)
+        }
+        (Ok(names), Err(_)) => Ok(names),
+        (Err(_), Ok(native)) => Ok(native.into_iter().map(|m| m.name).collect()),
+        (Err(problem), Err(_)) => Err(problem),
+    }
 }
 
 /// Every model this deployment can serve right now. Never fails.

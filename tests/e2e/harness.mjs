@@ -59,7 +59,7 @@ async function writeConfig(dir) {
  * Starts the worker. `vars` are merged over development defaults; pass
  * `{ ENVIRONMENT: 'production' }` and friends to test production behaviour.
  */
-export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
+export async function startWorker({ vars = {}, stateDir: sharedState, devArgs = [] } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'threadline-e2e-'));
   // Pass `stateDir` of a stopped worker to restart on the same D1/KV (e.g. with other vars).
   const stateDir = sharedState ?? path.join(dir, 'state');
@@ -95,6 +95,8 @@ export async function startWorker({ vars = {}, stateDir: sharedState } = {}) {
       'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
       '--inspector-port', String(inspectorPort), '--persist-to', stateDir,
       '--show-interactive-dev-session=false', '--log-level', 'log',
+      // e.g. --test-scheduled, which serves GET /__scheduled to run the cron handler.
+      ...devArgs,
     ],
     { cwd: dir, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );

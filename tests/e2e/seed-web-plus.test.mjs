@@ -204,9 +204,26 @@ describe('a Web+ client', () => {
     assert.ok((await asset.text()).length > 100_000, 'the ReDoc bundle itself');
   });
 
-  test('routes of features still to come answer 404, not something else', async () => {
-    const upload = await call(w.url, 'POST', '/pipelines', { token: tokens.access_token, json: { name: 'p' } });
-    envelope(assert, upload, 404);
+  test('files answer under Web+\'s paths: upload, metadata, analyze; a missing id is a 404', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([Buffer.from('# Notes\nShip on Friday.\n')], { type: 'text/plain' }), 'notes.md');
+    const up = await fetch(`${w.url}/files/upload`, { method: 'POST', headers: { authorization: `Bearer ${tokens.access_token}` }, body: form });
+    assert.equal(up.status, 201, await up.clone().text());
+    const file = await up.json();
+    assert.equal(file.media_type, 'text/markdown');
+    const meta = await call(w.url, 'GET', `/files/${file.id}`, { token: tokens.access_token });
+    assert.equal(meta.status, 200);
+    assert.equal(meta.body.name, 'notes.md');
+    const missing = await call(w.url, 'GET', `/files/${'0'.repeat(32)}`, { token: tokens.access_token });
+    envelope(assert, missing, 404);
+  });
+
+  test('pipelines and model management answer under Web+\'s paths', async () => {
+    // A pipeline without steps is refused naming the field; model management is for admins.
+    const p = envelope(assert, await call(w.url, 'POST', '/pipelines', { token: tokens.access_token, json: { name: 'p' } }), 422);
+    assert.equal(p.param, 'steps');
+    assert.equal((await call(w.url, 'GET', '/pipelines', { token: tokens.access_token })).status, 200);
+    envelope(assert, await call(w.url, 'POST', '/models/start', { token: tokens.access_token, json: { model: 'llama3.2' } }), 403, 'admin_required');
   });
 
   test('settings that mean nothing on Workers are named in a warning', async () => {

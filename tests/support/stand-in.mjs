@@ -133,6 +133,10 @@ function route(method, pathname, headers) {
     if (rest === '/api/embeddings' && method === 'POST') return { provider: 'ollama', endpoint: 'embeddings', op: 'legacy' };
     if ((m = rest.match(/^\/v1\/models\/(.+)$/)) && method === 'GET')
       return { provider: 'ollama', endpoint: 'models', model: decodeURIComponent(m[1]), op: 'get' };
+    // Ollama's native API (model management), answered from the stand-in's model state.
+    const native = { 'GET /api/tags': 'tags', 'GET /api/ps': 'ps', 'GET /api/version': 'version', 'POST /api/show': 'show',
+      'POST /api/pull': 'pull', 'POST /api/generate': 'generate', 'DELETE /api/delete': 'delete' }[`${method} ${rest}`];
+    if (native) return { provider: 'ollama', endpoint: 'native', op: native };
     return { provider: 'ollama', endpoint: 'unknown' };
   }
   if (pathname.startsWith('/v1beta/')) {
@@ -763,6 +767,43 @@ function geminiPlan(ctx) {
 }
 
 // ---------------------------------------------------------------------------
+// Ollama's native API: what is on disk, what is loaded, what the registry can pull
+// ---------------------------------------------------------------------------
+
+const OLLAMA_DETAILS = (family, parameterSize, quantization) => ({
+  parent_model: '', format: 'gguf', family, families: [family], parameter_size: parameterSize, quantization_level: quantization,
+});
+// name → { size, digest, details, layers (sizes of the blobs a pull downloads) }
+const OLLAMA_REGISTRY = {
+  'llama3.2:latest': { size: 2019393189, digest: 'a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72', details: OLLAMA_DETAILS('llama', '3.2B', 'Q4_K_M'), layers: [2019377376, 1429, 7711, 6016, 96, 561] },
+  'qwen2.5:0.5b': { size: 397821319, digest: 'a8b0c51577010a279d933d14c2a8ab4b268079d44c5c8830c0a93900f1827c67', details: OLLAMA_DETAILS('qwen2', '494.03M', 'Q4_K_M'), layers: [397807936, 1482, 11343, 488] },
+  'phi3:mini': { size: 2176178913, digest: '4f222292793889a9a40a020799cfd28d53f3e01af25d48e06c5e708610fc47e9', details: OLLAMA_DETAILS('phi3', '3.8B', 'Q4_0'), layers: [2176177120, 1084, 148, 78] },
+  'tinyllama:latest': { size: 637700138, digest: '2644915ede352ea7bdfaff0bfac0be74c719d5d5202acb63a6fb095b52f394a4', details: OLLAMA_DETAILS('llama', '1B', 'Q4_0'), layers: [637699456, 98, 31, 483] },
+};
+const OLLAMA_LOCAL = ['llama3.2:latest', 'qwen2.5:0.5b'];
+
+const ollamaName = (name) => {
+  const n = String(name ?? '').trim();
+  const last = n.split('/').pop();
+  return last.includes(':') ? n : `${n}:latest`;
+};
+
+// keep_alive → milliseconds (null: forever); Ollama's default is five minutes.
+function keepAliveMs(v) {
+  if (v == null) return 5 * 60_000;
+  if (typeof v === 'number') return v < 0 ? null : v * 1000;
+  const m = String(v).match(/^(-?[0-9.]+)(ms|s|m|h)?$/);
+  if (!m) return 5 * 60_000;
+  const n = Number(m[1]);
+  if (n < 0) return null;
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'];
+}
+
+function ollamaState() {
+  return { local: new Set(OLLAMA_LOCAL), loaded: new Map() };
+}
+
+// ---------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------
 
@@ -770,7 +811,7 @@ function geminiPlan(ctx) {
 // Ollama at `http://localhost:11434` does (this stand-in then speaks only Ollama).
 export async function startStandIn({ port = 0, host = '127.0.0.1', record = true, maxRecorded = 10000, ollamaAtRoot = false } = {}) {
   const requests = [];
-  const state = { queue: [], defaults: [], keys: {}, seq: 0 };
+  const state = { queue: [], defaults: [], keys: {}, seq: 0, ollama: ollamaState() };
 
   function script(opts = {}) {
     if (opts == null || typeof opts !== 'object') throw new TypeError('script(opts) expects an object');
@@ -791,6 +832,7 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
     state.queue = [];
     state.defaults = [];
     state.keys = {};
+    state.ollama = ollamaState();
   }
 
   function pick(rec) {
@@ -1030,6 +1072,8 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
         }
       }
 
+      if (r.endpoint === 'native') return await ollamaNative(ctx, r.op, sendBody, out, finish);
+
       // --- scripted overrides ---------------------------------------------
       if (b.status != null && b.status !== 200) return await sendError(Number(b.status));
       if (b.rawEvents) return await streamRaw(ctx, out, baseHeaders, finish);
@@ -1090,6 +1134,89 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
         res.destroy();
       }
     }
+  }
+
+  // Ollama's native endpoints as Ollama answers them: errors are `{"error":"…"}`; a pull
+  // streams NDJSON progress and reports a failure as an `{"error"}` line at HTTP 200.
+  // Knobs: `status` (+`errorMessage`), `pullError: {afterLines, message}`, `chunkDelayMs`.
+  async function ollamaNative(ctx, op, sendBody, out, finish) {
+    const { b, body, rec } = ctx;
+    const st = state.ollama;
+    const fail = (status, error) => sendBody(status, { error }, {}, 'error-status');
+    if (b.status != null && b.status !== 200) return fail(Number(b.status), b.errorMessage ?? 'internal server error');
+    const now = Date.now();
+    const entry = (name) => {
+      const m = OLLAMA_REGISTRY[name] ?? { size: 1000, digest: hex(name.length, 64), details: OLLAMA_DETAILS('unknown', '1B', 'Q4_0') };
+      return { name, model: name, modified_at: '2026-10-01T12:00:00.000000000Z', size: m.size, digest: m.digest, details: m.details };
+    };
+    for (const [name, l] of st.loaded) if (l.expiresAt != null && l.expiresAt <= now) st.loaded.delete(name);
+    if (op === 'version') return sendBody(200, { version: '0.12.6' });
+    if (op === 'tags') return sendBody(200, { models: [...st.local].map(entry) });
+    if (op === 'ps') {
+      return sendBody(200, {
+        models: [...st.loaded].map(([name, l]) => ({
+          ...entry(name),
+          expires_at: l.expiresAt == null ? '2318-01-01T00:00:00.000000000Z' : new Date(l.expiresAt).toISOString(),
+          size_vram: entry(name).size,
+        })),
+      });
+    }
+    const name = ollamaName(body?.model ?? body?.name);
+    if (!body || typeof body !== 'object' || !(body.model ?? body.name)) return fail(400, 'model is required');
+    rec.model = name;
+    if (op === 'show') {
+      if (!st.local.has(name)) return fail(404, `model '${name}' not found`);
+      return sendBody(200, { modelfile: `FROM ${name}`, parameters: '', template: '{{ .Prompt }}', details: entry(name).details, model_info: { 'general.context_length': 131072 }, capabilities: ['completion'] });
+    }
+    if (op === 'delete') {
+      if (!st.local.has(name)) return fail(404, `model '${name}' not found`);
+      st.local.delete(name);
+      st.loaded.delete(name);
+      rec.status = 200;
+      ctx.res.writeHead(200, { 'content-length': 0 });
+      return finish('ok');
+    }
+    if (op === 'generate') {
+      if (!st.local.has(name)) return fail(404, `model '${name}' not found`);
+      const created_at = new Date(now).toISOString();
+      const ms = keepAliveMs(body.keep_alive);
+      if (ms === 0) {
+        st.loaded.delete(name);
+        return sendBody(200, { model: name, created_at, response: '', done: true, done_reason: 'unload' });
+      }
+      st.loaded.set(name, { expiresAt: ms == null ? null : now + ms });
+      return sendBody(200, { model: name, created_at, response: '', done: true, done_reason: 'load' });
+    }
+    // pull
+    const known = OLLAMA_REGISTRY[name];
+    const lines = [{ status: 'pulling manifest' }];
+    if (!known) lines.push({ error: 'pull model manifest: file does not exist' });
+    else {
+      for (const [i, total] of known.layers.entries()) {
+        const digest = `sha256:${hex(i + 1, 8)}${known.digest.slice(8)}`;
+        const status = `pulling ${digest.slice(7, 19)}`;
+        lines.push({ status, digest, total });
+        if (total > 1_000_000) lines.push({ status, digest, total, completed: Math.floor(total / 2) });
+        lines.push({ status, digest, total, completed: total });
+      }
+      lines.push({ status: 'verifying sha256 digest' }, { status: 'writing manifest' }, { status: 'success' });
+    }
+    if (b.pullError) lines.splice(Math.min(b.pullError.afterLines ?? 1, lines.length), lines.length, { error: b.pullError.message ?? 'max retries exceeded: connection reset' });
+    if (body.stream === false) {
+      const last = lines[lines.length - 1];
+      if (last.error) return fail(500, last.error);
+      st.local.add(name);
+      return sendBody(200, { status: 'success' });
+    }
+    rec.status = 200;
+    ctx.res.writeHead(200, { 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' });
+    for (const line of lines) {
+      if (b.chunkDelayMs > 0) await sleep(b.chunkDelayMs);
+      if (!(await out.write(JSON.stringify(line) + '\n'))) return;
+      rec.chunksSent++;
+    }
+    if (!lines[lines.length - 1].error) st.local.add(name);
+    return finish(lines[lines.length - 1].error ? 'stream-error' : 'ok');
   }
 
   function nonStreamBody(ctx, text) {

@@ -74,6 +74,21 @@ impl ProviderClient {
         }
     }
 
+    /// A client for work outside any request (the pipeline queue consumer): nobody can
+    /// disconnect, and its log lines carry `request_id` (the execution's id).
+    pub fn background(config: Rc<Config>, request_id: String) -> ProviderClient {
+        let disconnect = ClientDisconnect::default();
+        let level = config.log_level;
+        ProviderClient {
+            config,
+            transport: Rc::new(WorkerTransport {
+                disconnect: disconnect.clone(),
+            }),
+            disconnect,
+            log: LogTarget { request_id, level },
+        }
+    }
+
     /// A client over another transport (tests).
     pub fn with_transport(config: Rc<Config>, transport: Rc<dyn Transport>) -> ProviderClient {
         let level = config.log_level;
@@ -86,6 +101,12 @@ impl ProviderClient {
                 level,
             },
         }
+    }
+
+    /// The transport under this client, for other calls to the same servers (Ollama's
+    /// native API).
+    pub fn transport(&self) -> Rc<dyn Transport> {
+        self.transport.clone()
     }
 
     /// What the request's client disconnecting looks like from here.
