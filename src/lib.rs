@@ -25,7 +25,8 @@ pub mod admin;
 pub mod pipelines;
 
 use worker::{
-    event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
+    durable_object, event, Context, DurableObject, Env, MessageBatch, Request, Response, Result,
+    ScheduleContext, ScheduledEvent, State, WebSocket, WebSocketIncomingMessage,
 };
 
 #[event(fetch)]
@@ -38,12 +39,58 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 #[event(queue)]
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
     console_error_panic_hook::set_once();
-    pipelines::consumer::consume(batch, env).await
+    let config = app::config(&env);
+    pipelines::consumer::consume(batch, env, config).await
 }
 
 /// Every minute: sends lost pipeline messages again (see `pipelines::consumer::sweep`).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
-    let _ = pipelines::consumer::sweep(env).await;
+    let config = app::config(&env);
+    let _ = pipelines::consumer::sweep(env, config).await;
+}
+
+/// A conversation's Durable Object: its live generation, listeners and sockets (see
+/// `live::object`). Declared here with the other entry points so it is handed the isolate's
+/// configuration as the fetch, queue and cron handlers are.
+#[durable_object]
+pub struct ConversationLive(live::object::LiveObject);
+
+impl DurableObject for ConversationLive {
+    fn new(state: State, env: Env) -> Self {
+        console_error_panic_hook::set_once();
+        let config = app::config(&env);
+        ConversationLive(live::object::LiveObject::new(state, env, config))
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        self.0.fetch(req).await
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        self.0.websocket_message(ws, message).await
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        was_clean: bool,
+    ) -> Result<()> {
+        self.0.websocket_close(ws, code, reason, was_clean).await
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
+        self.0.websocket_error(ws, error).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.0.alarm().await
+    }
 }

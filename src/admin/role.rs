@@ -47,7 +47,7 @@ impl AdminSettings {
         // The same list syntax as CORS_ORIGINS.
         let raw = src.get("ADMIN_EMAILS").unwrap_or_default();
         AdminSettings {
-            admin_emails: crate::config::parse_origin_list(&raw)
+            admin_emails: crate::config::list::parse_origin_list(&raw)
                 .into_iter()
                 .map(|e| e.to_ascii_lowercase())
                 .collect(),

@@ -10,6 +10,7 @@
 //! - [`reply`]: relaying a streamed reply and recording it, whatever way it ends.
 //! - [`routes`]: the send routes and their aliases.
 
+pub mod attachments;
 pub mod budget;
 pub mod events;
 pub mod input;

@@ -19,7 +19,6 @@ use super::turn::{
 use crate::auth::guard::authenticate;
 use crate::conversations::input::HistoryQuery;
 use crate::conversations::model::{AssistantReply, Conversation, Message};
-use crate::conversations::parts::{no_such_file, MessagePart};
 use crate::conversations::routes::path_id;
 use crate::conversations::store::{ConversationStore, Destination, UserMessage};
 use crate::http::ctx::{parse_json, require_media_type, Ctx};
@@ -89,7 +88,7 @@ pub(crate) async fn send(
     if input.stream {
         return crate::live::routes::send_streamed(&cx, &user_id, &input, bytes).await;
     }
-    let input = read_attachments(&cx, &user_id, input).await?;
+    let input = super::attachments::read_attachments(&cx, &user_id, input).await?;
     let repository = Rc::new(ConversationStore::new(&cx)?);
     let model = Rc::new(ProviderClient::new(&cx));
     let keepalive_ms = cx.config.chat.stream_keepalive_ms;
@@ -111,35 +110,6 @@ pub(crate) async fn send(
         TurnReply::Streamed(relay) => event_stream_response(relay),
         TurnReply::Complete(sent) => response::json(200, &sent),
     }
-}
-
-/// The message's attached files: each must be one of the user's (422 `file_not_found`,
-/// missing and another user's alike); its name and type go into the stored part, and its
-/// contents to the model — images and PDFs as media, text files as text within the history
-/// budget.
-pub(crate) async fn read_attachments(
-    cx: &Ctx,
-    user_id: &str,
-    mut input: ChatInput,
-) -> ApiResult<ChatInput> {
-    let field = "content";
-    let max_text_chars = (cx.config.chat.context_budget_tokens as usize).saturating_mul(3);
-    for i in 0..input.parts.len() {
-        let MessagePart::File { file_id, .. } = &input.parts[i] else {
-            continue;
-        };
-        let param = format!("{field}[{i}]");
-        let file = crate::files::routes::find(cx, user_id, file_id)
-            .await?
-            .ok_or_else(|| no_such_file(&param))?;
-        input.model_parts[i] = crate::files::routes::attachment(cx, &file, max_text_chars).await?;
-        input.parts[i] = MessagePart::File {
-            file_id: file.id,
-            name: Some(file.name),
-            media_type: Some(file.media_type),
-        };
-    }
-    Ok(input)
 }
 
 /// `ctx.wait_until`: the job runs to the end even after the response has been sent.

@@ -9,7 +9,10 @@ use crate::platform::logging::LogLevel;
 use crate::platform::random::RandomUnavailable;
 use source::{parse_number, ConfigSource};
 
+pub mod list;
 pub mod source;
+
+use list::parse_origin_list;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -206,8 +209,7 @@ impl Config {
     }
 
     /// The body limit of a route taking `body` ([`BodyLimit`]).
-    pub fn body_limit(&self, body: crate::http::router::BodyLimit) -> usize {
-        use crate::http::router::BodyLimit;
+    pub fn body_limit(&self, body: BodyLimit) -> usize {
         match body {
             BodyLimit::Default => self.max_body_bytes,
             BodyLimit::Media => self.files.media_body_bytes(self.max_body_bytes),
@@ -240,19 +242,15 @@ fn development_secret(
     }
 }
 
-/// `CORS_ORIGINS` accepts a comma-separated list or a JSON array (as ChronoChat's setting did).
-pub(crate) fn parse_origin_list(raw: &str) -> Vec<String> {
-    let raw = raw.trim();
-    let items: Vec<String> = if raw.starts_with('[') {
-        serde_json::from_str::<Vec<String>>(raw).unwrap_or_default()
-    } else {
-        raw.split(',').map(|s| s.to_string()).collect()
-    };
-    items
-        .into_iter()
-        .map(|s| s.trim().trim_end_matches('/').to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+/// Which size limit a route's body is held to. Most routes take small JSON documents
+/// (`MAX_BODY_BYTES`); a route whose JSON may carry inline media (base64 images and
+/// documents) takes `MAX_BODY_BYTES` plus a base64 `MAX_FILE_SIZE`; an upload route takes
+/// `MAX_FILES_PER_UPLOAD` files of `MAX_FILE_SIZE` (each file is checked on its own too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    Default,
+    Media,
+    Upload,
 }
 
 #[cfg(test)]

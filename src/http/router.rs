@@ -71,16 +71,8 @@ pub struct Route {
     pub body: BodyLimit,
 }
 
-/// Which size limit a route's body is held to. Most routes take small JSON documents
-/// (`MAX_BODY_BYTES`); a route whose JSON may carry inline media (base64 images and
-/// documents) takes `MAX_BODY_BYTES` plus a base64 `MAX_FILE_SIZE`; an upload route takes
-/// `MAX_FILES_PER_UPLOAD` files of `MAX_FILE_SIZE` (each file is checked on its own too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyLimit {
-    Default,
-    Media,
-    Upload,
-}
+/// Which size limit a route's body is held to (defined beside the settings it names).
+pub use crate::config::BodyLimit;
 
 impl Route {
     pub const fn new(method: Method, path: &'static str, handler: Handler) -> Route {

@@ -3,7 +3,7 @@
 //!
 //! - [`log`]: a generation's numbered events and the resume arithmetic (pure).
 //! - [`protocol`]: the WebSocket client messages (pure).
-//! - [`object`]: the Durable Object (`ConversationLive`).
+//! - [`object`]: the Durable Object's behaviour (the `ConversationLive` class in `lib.rs`).
 //! - [`routes`]: resume, stop and WebSocket routes, and the streamed send's way in.
 
 pub mod log;

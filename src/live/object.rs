@@ -34,18 +34,16 @@ use futures::stream::Stream;
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
-use worker::{
-    durable_object, DurableObject, Env, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
-};
+use worker::{Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
 use super::log::{parse_sse, ws_message, GenerationLog, LiveEvent};
-use super::protocol::{self, ClientMessage};
+use super::protocol::{self, ClientMessage, CONVERSATION_HEADER, NEW_HEADER, USER_HEADER};
 use crate::chat::events::ChatStreamEvent;
 use crate::chat::input::{ChatBody, ChatInput};
 use crate::chat::turn::{
     self, Background, ConversationRepository, HistoryPage, StoredUserMessage, Turn, TurnReply,
 };
+use crate::config::Config;
 use crate::conversations::cursor::{MessageCursor, Order};
 use crate::conversations::input::HistoryQuery;
 use crate::conversations::model::{AssistantReply, Conversation, Message, MessageStatus};
@@ -58,12 +56,6 @@ use crate::platform::ids::{new_id, new_request_id};
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::client::{event_stream_response, ProviderClient};
 use crate::providers::wire::Role;
-
-/// Headers the worker sets on its requests to the object.
-pub const USER_HEADER: &str = "x-tl-user";
-pub const CONVERSATION_HEADER: &str = "x-tl-conversation";
-/// `1` when the send starts the conversation (its id was chosen by the worker).
-pub const NEW_HEADER: &str = "x-tl-new";
 
 /// How often a background generation's alarm wakes the object (see `keep_awake`).
 const KEEPALIVE_ALARM_SECS: u64 = 30;
@@ -212,16 +204,17 @@ impl Live {
     }
 }
 
-#[durable_object]
-pub struct ConversationLive {
+/// The conversation's object (the `ConversationLive` class, declared with the worker's other
+/// entry points in `lib.rs`, which hands it the isolate's configuration).
+pub struct LiveObject {
     state: Rc<State>,
     env: Env,
+    config: Rc<Config>,
     live: Rc<RefCell<Live>>,
 }
 
-impl DurableObject for ConversationLive {
-    fn new(state: State, env: Env) -> Self {
-        console_error_panic_hook::set_once();
+impl LiveObject {
+    pub fn new(state: State, env: Env, config: Rc<Config>) -> Self {
         if let Ok(pair) =
             worker::worker_sys::WebSocketRequestResponsePair::new(protocol::PING, protocol::PONG)
         {
@@ -239,14 +232,15 @@ impl DurableObject for ConversationLive {
                 });
             }
         }
-        ConversationLive {
+        LiveObject {
             state: Rc::new(state),
             env,
+            config,
             live: Rc::new(RefCell::new(live)),
         }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+    pub async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let request_id = req
             .headers()
             .get("x-request-id")
@@ -257,7 +251,7 @@ impl DurableObject for ConversationLive {
         Ok(result.unwrap_or_else(|err| response::error_response(&err, &request_id)))
     }
 
-    async fn websocket_message(
+    pub async fn websocket_message(
         &self,
         ws: WebSocket,
         message: WebSocketIncomingMessage,
@@ -299,14 +293,14 @@ impl DurableObject for ConversationLive {
         Ok(())
     }
 
-    async fn alarm(&self) -> worker::Result<Response> {
+    pub async fn alarm(&self) -> worker::Result<Response> {
         if self.live.borrow().running() {
             self.keep_awake().await;
         }
         Response::empty()
     }
 
-    async fn websocket_close(
+    pub async fn websocket_close(
         &self,
         ws: WebSocket,
         code: usize,
@@ -324,7 +318,11 @@ impl DurableObject for ConversationLive {
         Ok(())
     }
 
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+    pub async fn websocket_error(
+        &self,
+        ws: WebSocket,
+        _error: worker::Error,
+    ) -> worker::Result<()> {
         self.forget_socket(&ws);
         Ok(())
     }
@@ -460,12 +458,12 @@ struct SendRequest {
     request_id: String,
 }
 
-impl ConversationLive {
+impl LiveObject {
     /// A handler context over a request to the object, for the code the turn shares with
     /// the worker (D1, KV, configuration).
     fn ctx(&self, req: Request, request_id: String) -> Ctx {
         let raw: wasm_bindgen::JsValue = self.state.as_raw().into();
-        let config = crate::app::config(&self.env);
+        let config = self.config.clone();
         Ctx {
             req,
             env: self.env.clone(),
@@ -618,7 +616,8 @@ impl ConversationLive {
             cx.config.files.max_file_size,
             &cx.config.chat.modes,
         )?;
-        let mut input = crate::chat::routes::read_attachments(&cx, &send.user_id, input).await?;
+        let mut input =
+            crate::chat::attachments::read_attachments(&cx, &send.user_id, input).await?;
         if send.new && input.conversation_id.is_some() {
             return Err(ApiError::internal(
                 "a new conversation named an existing one",
@@ -712,7 +711,7 @@ impl ConversationLive {
         if !ended {
             live.sse.push(SseEntry { id, tx });
         }
-        let keepalive_ms = crate::app::config(&self.env).chat.stream_keepalive_ms;
+        let keepalive_ms = self.config.chat.stream_keepalive_ms;
         Some(Some(Listener {
             id,
             rx,
@@ -807,11 +806,11 @@ impl ConversationLive {
         let offered = header(req, "sec-websocket-protocol").unwrap_or_default();
         if offered
             .split(',')
-            .any(|p| p.trim() == super::routes::SUBPROTOCOL)
+            .any(|p| p.trim() == protocol::SUBPROTOCOL)
         {
             response
                 .headers()
-                .set("sec-websocket-protocol", super::routes::SUBPROTOCOL)?;
+                .set("sec-websocket-protocol", protocol::SUBPROTOCOL)?;
         }
         Ok(response)
     }

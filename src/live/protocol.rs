@@ -18,6 +18,16 @@ use serde::Deserialize;
 use crate::http::error::{ApiError, ApiResult};
 
 /// The message the runtime answers by itself, and its answer.
+/// Headers the worker sets on its requests to the object.
+pub const USER_HEADER: &str = "x-tl-user";
+pub const CONVERSATION_HEADER: &str = "x-tl-conversation";
+/// `1` when the send starts the conversation (its id was chosen by the worker).
+pub const NEW_HEADER: &str = "x-tl-new";
+
+/// The WebSocket subprotocol a client names (with `bearer.<token>` beside it to
+/// authenticate); the server answers with it.
+pub const SUBPROTOCOL: &str = "threadline";
+
 pub const PING: &str = r#"{"type":"ping"}"#;
 pub const PONG: &str = r#"{"event":"pong","data":{}}"#;
 

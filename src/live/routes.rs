@@ -5,7 +5,7 @@
 
 use worker::{Headers, Method as WorkerMethod, Request, RequestInit, Response};
 
-use super::object::{CONVERSATION_HEADER, NEW_HEADER, USER_HEADER};
+use super::protocol::{CONVERSATION_HEADER, NEW_HEADER, USER_HEADER};
 use crate::auth::guard::authenticate;
 use crate::chat::input::ChatInput;
 use crate::conversations::routes::path_id;
@@ -17,10 +17,6 @@ use crate::platform::ids::new_id;
 
 /// The Durable Object binding (wrangler.toml).
 pub const BINDING: &str = "CONVERSATION_LIVE";
-
-/// The WebSocket subprotocol a client names (with `bearer.<token>` beside it to
-/// authenticate); the server answers with it.
-pub const SUBPROTOCOL: &str = "threadline";
 
 pub fn routes() -> Vec<Route> {
     use Method::*;

@@ -13,9 +13,12 @@
 //! than `PIPELINE_SWEEP_GRACE_SECS` ago again; the run then resumes at its first unfinished
 //! step.
 
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use worker::{Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
+use crate::config::Config;
 use crate::pipelines::run::{run, Outcome};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::platform::logging::{LogLevel, LogLine};
@@ -31,8 +34,11 @@ pub struct Job {
     pub execution_id: String,
 }
 
-pub async fn consume(batch: MessageBatch<serde_json::Value>, env: Env) -> worker::Result<()> {
-    let config = crate::app::config(&env);
+pub async fn consume(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    config: Rc<Config>,
+) -> worker::Result<()> {
     let messages = batch.messages()?;
     let work = messages.iter().map(|message| one(message, &env, &config));
     futures::future::join_all(work).await;
@@ -95,8 +101,7 @@ async fn one(
 const SWEEP_LIMIT: u32 = 100;
 
 /// Sends the messages of executions that lost theirs again (the cron trigger).
-pub async fn sweep(env: Env) -> worker::Result<()> {
-    let config = crate::app::config(&env);
+pub async fn sweep(env: Env, config: Rc<Config>) -> worker::Result<()> {
     let db = env.d1("DB")?;
     let queue = env.queue(QUEUE_BINDING)?;
     let now = SystemClock.now_ms();
