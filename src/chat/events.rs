@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `user_message` | `{"conversation": Conversation, "message": Message}` | first: the user's message is stored (its id is final) |
 //! | `delta` | `{"text": "…"}` | each piece of the reply, in order |
+//! | `part` | `{"part": {"type": "image", "media_type", "data"} \| {"type": "image", "url"}}` | a picture the model generated, whole, in its place among the deltas |
 //! | `usage` | `{"prompt_tokens", "completion_tokens", "total_tokens"}` | at most once, when the provider reports it |
 //! | `done` | `{"message": Message, "finish_reason": "stop"}` | last, on success: the stored assistant message |
 //! | `error` | `{"error": {code, message, type, param, request_id}, "message": Message \| null}` | last, on failure |
@@ -13,11 +14,14 @@
 //! A stream ends with exactly one `done` or `error`. The `error` event's `error` is the API's
 //! error envelope; its `message` is the assistant message stored with status `error` holding
 //! the text streamed before the failure, or `null` when nothing had been streamed (then
-//! nothing is stored). Concatenating the `delta` texts gives the stored content exactly.
+//! nothing is stored). Concatenating the `delta` texts gives the stored content exactly; each
+//! `part` is, in the stored message's `parts`, a `file` part (the picture kept in the user's
+//! files, see [`super::generated`]) after the text, in the same order.
 
 use serde::Serialize;
 
 use crate::conversations::model::{Conversation, Message};
+use crate::conversations::parts::MessagePart;
 use crate::http::error::ApiError;
 use crate::providers::wire::Usage;
 
@@ -31,6 +35,9 @@ pub enum ChatStreamEvent {
     },
     Delta {
         text: String,
+    },
+    Part {
+        part: MessagePart,
     },
     Usage(Usage),
     Done {
@@ -58,6 +65,7 @@ impl ChatStreamEvent {
         match self {
             ChatStreamEvent::UserMessage { .. } => "user_message",
             ChatStreamEvent::Delta { .. } => "delta",
+            ChatStreamEvent::Part { .. } => "part",
             ChatStreamEvent::Usage(_) => "usage",
             ChatStreamEvent::Done { .. } => "done",
             ChatStreamEvent::Error { .. } => "error",

@@ -7,12 +7,14 @@
 //! - [`turn`]: the chat turn (load, plan, store the user message, call the model, record the
 //!   reply), written over small traits so it runs natively with in-memory fakes.
 //! - [`events`]: the Server-Sent Events a streamed reply is made of.
+//! - [`generated`]: images a model generates, kept as the user's files with the reply.
 //! - [`reply`]: relaying a streamed reply and recording it, whatever way it ends.
 //! - [`routes`]: the send routes and their aliases.
 
 pub mod attachments;
 pub mod budget;
 pub mod events;
+pub mod generated;
 pub mod input;
 pub mod plan;
 pub mod reply;

@@ -53,6 +53,7 @@ use futures::stream::{LocalBoxStream, Stream};
 use futures::{FutureExt, StreamExt};
 
 use super::events::ChatStreamEvent;
+use super::generated::image_part;
 use crate::conversations::model::{AssistantReply, Message, MessageStatus};
 use crate::http::error::{ApiError, ApiResult};
 use crate::platform::clock::Clock;
@@ -60,7 +61,7 @@ use crate::platform::logging::LogLevel;
 use crate::platform::logging::LogLine;
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::client::failure::provider_error;
-use crate::providers::wire::{FinishReason, ProviderError, ProviderEvent, Usage};
+use crate::providers::wire::{FinishReason, Media, ProviderError, ProviderEvent, Usage};
 
 /// A provider stream that has begun: the model that answers (after any fallback), its
 /// provider (for error messages) and its events.
@@ -94,6 +95,8 @@ pub struct ReplyLog {
     /// The text of the last delta sent, until the relay is polled again.
     pub in_flight: String,
     pub usage: Option<Usage>,
+    /// The pictures sent (each went out whole in one `part` event).
+    pub media: Vec<Media>,
     /// The model that answered.
     pub model: Option<String>,
     /// When the provider was called, and when the reply ended (ms since the epoch).
@@ -121,23 +124,28 @@ pub enum ReplyEnd {
     ClientGone,
 }
 
-/// The message to store for a reply that ended with `end`, if any: status and text.
+/// The message to store for a reply that ended with `end`, if any: status and text (the
+/// pictures sent go with it, see [`ReplySink::store`]).
 pub fn outcome(log: &ReplyLog, end: &ReplyEnd) -> Option<(MessageStatus, String)> {
+    let something = |(_, text): &(MessageStatus, String)| !text.is_empty() || !log.media.is_empty();
     match end {
         // A reply that finished is stored even if empty: the model did answer.
         ReplyEnd::Finished(_) => Some((MessageStatus::Complete, log.sent_text())),
-        ReplyEnd::Failed(_) => {
-            Some((MessageStatus::Error, log.sent_text())).filter(|(_, t)| !t.is_empty())
-        }
+        ReplyEnd::Failed(_) => Some((MessageStatus::Error, log.sent_text())).filter(something),
         ReplyEnd::ClientGone => {
-            Some((MessageStatus::Partial, log.delivered.clone())).filter(|(_, t)| !t.is_empty())
+            Some((MessageStatus::Partial, log.delivered.clone())).filter(something)
         }
     }
 }
 
 /// Where replies are stored (D1 in the worker, memory in tests).
 pub trait ReplySink {
-    fn store(&self, reply: AssistantReply) -> LocalBoxFuture<'_, ApiResult<Message>>;
+    /// Stores `reply` with the pictures the model generated (its parts are filled in here).
+    fn store(
+        &self,
+        reply: AssistantReply,
+        media: Vec<Media>,
+    ) -> LocalBoxFuture<'_, ApiResult<Message>>;
 }
 
 /// What the recorder hands back to the relay.
@@ -334,6 +342,12 @@ impl ReplyRelay {
                     }
                     None
                 }
+                Poll::Ready(Some(ProviderEvent::Media(media))) => {
+                    let part = image_part(&media);
+                    self.log.borrow_mut().media.push(media);
+                    self.push(ChatStreamEvent::Part { part });
+                    None
+                }
                 Poll::Ready(Some(ProviderEvent::Usage(usage))) => {
                     self.log.borrow_mut().usage = Some(usage);
                     self.push(ChatStreamEvent::Usage(usage));
@@ -454,25 +468,35 @@ impl<S: ReplySink> Recorder<S> {
             let latency = log.started_ms.map(|s| ended_ms.saturating_sub(s));
             (
                 outcome(&log, &end),
-                (log.model.clone(), log.usage, latency, now),
+                (
+                    log.model.clone(),
+                    log.usage,
+                    latency,
+                    now,
+                    std::mem::take(&mut log.media),
+                ),
             )
         };
-        let (model, usage, latency_ms, now) = reply_fields;
+        let (model, usage, latency_ms, now, media) = reply_fields;
         let stored = match decision {
             None => Ok(None),
             Some((status, content)) => {
                 let chars = content.chars().count();
                 let result = sink
-                    .store(AssistantReply {
-                        id: message_id,
-                        conversation_id,
-                        content,
-                        model,
-                        status,
-                        usage,
-                        latency_ms,
-                        created_at: now,
-                    })
+                    .store(
+                        AssistantReply {
+                            id: message_id,
+                            conversation_id,
+                            content,
+                            model,
+                            status,
+                            usage,
+                            latency_ms,
+                            created_at: now,
+                            parts: Vec::new(),
+                        },
+                        media,
+                    )
                     .await;
                 // Replies that did not finish are worth seeing at the default level.
                 let level = match status {
@@ -497,6 +521,7 @@ impl<S: ReplySink> Recorder<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::generated::reply_parts;
     use super::*;
     use crate::platform::clock::FixedClock;
     use crate::providers::wire::ProviderErrorKind;
@@ -511,11 +536,17 @@ mod tests {
     }
 
     impl ReplySink for MemorySink {
-        fn store(&self, reply: AssistantReply) -> LocalBoxFuture<'_, ApiResult<Message>> {
+        fn store(
+            &self,
+            mut reply: AssistantReply,
+            media: Vec<Media>,
+        ) -> LocalBoxFuture<'_, ApiResult<Message>> {
             Box::pin(async move {
                 if self.fail {
                     return Err(ApiError::internal("D1 down"));
                 }
+                let kept = media.iter().map(image_part).collect();
+                reply.parts = reply_parts(&reply.content, kept);
                 self.stored.borrow_mut().push(reply.clone());
                 Ok(reply.into_message())
             })

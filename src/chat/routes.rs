@@ -94,6 +94,7 @@ pub(crate) async fn send(
     let keepalive_ms = cx.config.chat.stream_keepalive_ms;
     let turn = Turn {
         user_id: &user_id,
+        generated_media: Rc::new(crate::chat::generated::FilesMedia::new(&cx)?),
         input,
         chat: &cx.config.chat,
         providers: &cx.config.providers,

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use super::budget::{estimate_tokens, fit_to_budget, MESSAGE_OVERHEAD_TOKENS};
 use super::events::ChatStreamEvent;
+use super::generated::{reply_parts, GeneratedMedia};
 use super::input::ChatInput;
 use super::plan::{plan_reply, Overrides, ReplyPlan};
 use super::reply::{reply_pair, Connect, Connected, Keepalive, ReplyRelay, ReplySetup, ReplySink};
@@ -48,7 +49,7 @@ use crate::platform::logging::{LogLevel, LogLine};
 use crate::providers::capability::check_model;
 use crate::providers::client::disconnect::ClientDisconnect;
 use crate::providers::settings::ProviderSettings;
-use crate::providers::wire::{ChatMessage, ChatRequest, Completion, Part, Role};
+use crate::providers::wire::{ChatMessage, ChatRequest, Completion, Media, Part, Role};
 
 /// A conversation and one page of its messages.
 pub type HistoryPage = (Conversation, Vec<Message>);
@@ -130,6 +131,8 @@ pub trait Background {
 
 /// What a turn needs besides its seams.
 pub struct Turn<'a> {
+    /// Where pictures the model generates are kept.
+    pub generated_media: Rc<dyn GeneratedMedia>,
     pub user_id: &'a str,
     pub input: ChatInput,
     pub chat: &'a ChatSettings,
@@ -159,16 +162,43 @@ pub enum TurnReply {
     Complete(Box<Sent>),
 }
 
-/// Stores replies in the user's conversations through the repository.
+/// Stores replies in the user's conversations through the repository, their pictures
+/// through the [`GeneratedMedia`] seam.
 pub struct RepositorySink<R> {
     repository: Rc<R>,
+    generated_media: Rc<dyn GeneratedMedia>,
     user_id: String,
 }
 
 impl<R: ConversationRepository> ReplySink for RepositorySink<R> {
-    fn store(&self, reply: AssistantReply) -> LocalBoxFuture<'_, ApiResult<Message>> {
-        self.repository.add_reply(&self.user_id, reply)
+    fn store(
+        &self,
+        reply: AssistantReply,
+        media: Vec<Media>,
+    ) -> LocalBoxFuture<'_, ApiResult<Message>> {
+        Box::pin(store_reply(
+            self.repository.as_ref(),
+            self.generated_media.as_ref(),
+            &self.user_id,
+            reply,
+            media,
+        ))
     }
+}
+
+/// Keeps the reply's pictures, then stores it with them as parts.
+async fn store_reply(
+    repository: &impl ConversationRepository,
+    generated_media: &dyn GeneratedMedia,
+    user_id: &str,
+    mut reply: AssistantReply,
+    media: Vec<Media>,
+) -> ApiResult<Message> {
+    if !media.is_empty() {
+        let kept = generated_media.keep(user_id, media).await;
+        reply.parts = reply_parts(&reply.content, kept);
+    }
+    repository.add_reply(user_id, reply).await
 }
 
 /// The estimated tokens of stored messages, as the budget counts them.
@@ -455,6 +485,7 @@ where
             },
             RepositorySink {
                 repository: repository.clone(),
+                generated_media: turn.generated_media.clone(),
                 user_id: user_id.to_string(),
             },
         );
@@ -469,21 +500,24 @@ where
     };
     let answer = answer.await?;
     let ended = turn.clock.now_ms();
-    let assistant_message = repository
-        .add_reply(
-            user_id,
-            AssistantReply {
-                id: new_id(ended)?,
-                conversation_id: stored_conversation.id.clone(),
-                content: answer.completion.text,
-                model: Some(answer.model),
-                status: MessageStatus::Complete,
-                usage: answer.completion.usage,
-                latency_ms: Some(ended.saturating_sub(started)),
-                created_at: ended,
-            },
-        )
-        .await?;
+    let assistant_message = store_reply(
+        repository.as_ref(),
+        turn.generated_media.as_ref(),
+        user_id,
+        AssistantReply {
+            id: new_id(ended)?,
+            conversation_id: stored_conversation.id.clone(),
+            content: answer.completion.text,
+            model: Some(answer.model),
+            status: MessageStatus::Complete,
+            usage: answer.completion.usage,
+            latency_ms: Some(ended.saturating_sub(started)),
+            created_at: ended,
+            parts: Vec::new(),
+        },
+        answer.completion.media,
+    )
+    .await?;
     let conversation = repository
         .conversation(user_id, &stored_conversation.id)
         .await?
@@ -873,6 +907,7 @@ mod tests {
                 match answer {
                     Answer::Events { model, events } => {
                         let mut completion = Completion {
+                            media: Vec::new(),
                             text: String::new(),
                             finish_reason: FinishReason::Stop,
                             usage: None,
@@ -881,6 +916,7 @@ mod tests {
                         for event in events {
                             match event {
                                 ProviderEvent::TextDelta(t) => completion.text.push_str(&t),
+                                ProviderEvent::Media(m) => completion.media.push(m),
                                 ProviderEvent::Usage(u) => completion.usage = Some(u),
                                 ProviderEvent::Finish(reason) => completion.finish_reason = reason,
                                 ProviderEvent::Error(e) => {
@@ -961,6 +997,7 @@ mod tests {
     ) -> ApiResult<TurnReply> {
         let (chat, providers) = settings(title_model);
         let turn = Turn {
+            generated_media: Rc::new(KeptInMemory::default()),
             user_id: USER,
             input,
             chat: &chat,
@@ -1031,6 +1068,94 @@ mod tests {
         }
     }
 
+    /// Keeps pictures as numbered file parts, noting what it was given.
+    #[derive(Default)]
+    struct KeptInMemory(RefCell<Vec<Media>>);
+
+    impl GeneratedMedia for KeptInMemory {
+        fn keep<'a>(
+            &'a self,
+            _user_id: &'a str,
+            media: Vec<Media>,
+        ) -> LocalBoxFuture<'a, Vec<crate::conversations::parts::MessagePart>> {
+            let parts = media
+                .iter()
+                .enumerate()
+                .map(|(i, m)| crate::conversations::parts::MessagePart::File {
+                    file_id: format!("kept-{i}"),
+                    name: None,
+                    media_type: Some(m.media_type.clone()),
+                })
+                .collect();
+            self.0.borrow_mut().extend(media);
+            Box::pin(async move { parts })
+        }
+    }
+
+    fn picture() -> Media {
+        Media {
+            kind: crate::providers::wire::MediaKind::Image,
+            media_type: "image/png".into(),
+            source: crate::providers::wire::MediaSource::Base64("iVBORw0KGgo=".into()),
+            name: None,
+        }
+    }
+
+    /// Text, a generated picture, more text.
+    fn drawing() -> Answer {
+        Answer::Events {
+            model: "openai/gpt-4o",
+            events: vec![
+                ProviderEvent::TextDelta("A cat:".into()),
+                ProviderEvent::Media(picture()),
+                ProviderEvent::TextDelta(" there.".into()),
+                ProviderEvent::Finish(FinishReason::Stop),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_streamed_picture_is_a_part_event_and_stored_as_a_kept_file_after_the_text() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(drawing());
+        let jobs = Jobs::default();
+        let relay = streamed(start(
+            send("Draw a cat", None, true),
+            &repository,
+            &model,
+            &jobs,
+            None,
+        ));
+        let names = drain(relay, &jobs, None);
+        assert_eq!(names, ["user_message", "delta", "part", "delta", "done"]);
+        let reply = &repository.stored()[1];
+        assert_eq!(reply.content, "A cat: there.");
+        assert_eq!(
+            reply.parts,
+            vec![
+                crate::conversations::parts::MessagePart::text("A cat: there."),
+                crate::conversations::parts::MessagePart::File {
+                    file_id: "kept-0".into(),
+                    name: None,
+                    media_type: Some("image/png".into()),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_reply_keeps_its_pictures_too() {
+        let repository = Rc::new(MemoryRepository::default());
+        let model = ScriptedModel::new(drawing());
+        let jobs = Jobs::default();
+        let reply = start(send("Draw", None, false), &repository, &model, &jobs, None).expect("ok");
+        let TurnReply::Complete(sent) = reply else {
+            panic!("expected a complete answer")
+        };
+        assert_eq!(sent.assistant_message.parts.len(), 2);
+        assert_eq!(repository.stored()[1].parts, sent.assistant_message.parts);
+    }
+
     fn hello() -> Answer {
         Answer::Events {
             model: "openai/gpt-4o",
@@ -1052,6 +1177,7 @@ mod tests {
         let (chat, providers) = settings(None);
         let chosen = "0123456789abcdef0123456789abcdef";
         let turn = Turn {
+            generated_media: Rc::new(KeptInMemory::default()),
             user_id: USER,
             input: send("Hi there", None, true),
             chat: &chat,
@@ -1349,6 +1475,7 @@ mod tests {
         let doomed = Rc::new(DeletedOnWrite(repository.clone()));
         let (chat, providers) = settings(None);
         let turn = Turn {
+            generated_media: Rc::new(KeptInMemory::default()),
             user_id: USER,
             input: send("Second", Some(&id), false),
             chat: &chat,

@@ -236,16 +236,24 @@ pub struct AssistantReply {
     pub usage: Option<Usage>,
     pub latency_ms: Option<u64>,
     pub created_at: u64,
+    /// The message's parts when it has more than its text (the text, then images the model
+    /// generated); empty: `content` is its one part.
+    pub parts: Vec<MessagePart>,
 }
 
 impl AssistantReply {
     /// The message as it reads once stored (`seq` is assigned by D1 and not needed by callers).
     pub fn into_message(self) -> Message {
+        let parts = if self.parts.is_empty() {
+            vec![MessagePart::text(self.content.clone())]
+        } else {
+            self.parts
+        };
         Message {
             id: self.id,
             conversation_id: self.conversation_id,
             role: Role::Assistant,
-            parts: vec![MessagePart::text(self.content.clone())],
+            parts,
             content: self.content,
             model: self.model,
             status: self.status,

@@ -232,6 +232,16 @@ fn insert_message<'a>(
     )
 }
 
+/// The `parts` column: `NULL` for a message that is its text alone.
+fn parts_json(parts: &[MessagePart]) -> ApiResult<Option<String>> {
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(parts)
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("parts json: {e}")))
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::System => "system",
@@ -348,15 +358,9 @@ impl ConversationStore {
             usage: None,
             latency_ms: None,
             created_at: message.created_at,
+            parts: Vec::new(),
         };
-        let parts = if message.parts.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&message.parts)
-                    .map_err(|e| ApiError::internal(format!("parts json: {e}")))?,
-            )
-        };
+        let parts = parts_json(&message.parts)?;
         statements.push(insert_message(
             &self.db,
             user_id,
@@ -409,7 +413,9 @@ impl ConversationStore {
     /// Stores a reply in the user's conversation; 404 when the conversation was deleted
     /// meanwhile (it is not written then).
     pub async fn add_reply(&self, user_id: &str, reply: AssistantReply) -> ApiResult<Message> {
-        let statement = insert_message(&self.db, user_id, &reply, Role::Assistant, None)?;
+        let parts = parts_json(&reply.parts)?;
+        let statement =
+            insert_message(&self.db, user_id, &reply, Role::Assistant, parts.as_deref())?;
         let result = statement
             .run()
             .await

@@ -470,7 +470,9 @@ async fn analyze(mut cx: Ctx) -> ApiResult<Response> {
                         done.analysis.push_str(&text);
                         sse("delta", &json!({ "text": text }))
                     }
-                    Some(ProviderEvent::Usage(_)) => continue,
+                    // An analysis is text: usage is not shown, and an image the model drew
+                    // has no place in it.
+                    Some(ProviderEvent::Usage(_) | ProviderEvent::Media(_)) => continue,
                     Some(ProviderEvent::Error(error)) => {
                         let err = provider_error(&provider, &error);
                         let data = json!({ "error": err.envelope(&request_id) });

@@ -639,6 +639,7 @@ impl LiveObject {
         let model = Rc::new(ProviderClient::with_disconnect(&cx, disconnect));
         let turn = Turn {
             user_id: &send.user_id,
+            generated_media: Rc::new(crate::chat::generated::FilesMedia::new(&cx)?),
             input,
             chat: &cx.config.chat,
             providers: &cx.config.providers,

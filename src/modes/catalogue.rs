@@ -126,6 +126,10 @@ fn builtin(
     }
 }
 
+/// Other names of built-in modes, as the replaced services' clients know them: LLM_MODES
+/// calls its picture mode "Image Processing".
+pub const MODE_ALIASES: &[(&str, &str)] = &[("image_processing", "image_description")];
+
 /// The modes every deployment has.
 pub fn builtin_modes() -> Vec<Mode> {
     vec![
@@ -214,8 +218,13 @@ impl ModeCatalogue {
         &self.modes
     }
 
+    /// The mode `id`, or the one it is another name of (see [`MODE_ALIASES`]; a mode of the
+    /// operator's with that very id wins).
     pub fn get(&self, id: &str) -> Option<&Mode> {
-        self.modes.iter().find(|m| m.id == id)
+        self.modes.iter().find(|m| m.id == id).or_else(|| {
+            let (_, target) = MODE_ALIASES.iter().find(|(alias, _)| *alias == id)?;
+            self.modes.iter().find(|m| m.id == *target)
+        })
     }
 
     /// The system prompt for a conversation: its own when it has one, otherwise its mode's,
@@ -277,6 +286,25 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn image_processing_is_another_name_of_image_description_unless_the_operator_defines_it() {
+        let catalogue = ModeCatalogue::default();
+        assert_eq!(
+            catalogue.get("image_processing").map(|m| m.id.as_str()),
+            Some("image_description")
+        );
+        assert!(catalogue.get("image_processing").unwrap().requires_vision);
+        let own = parse_operator_modes(r#"[{"id": "image_processing", "system_prompt": "Edit."}]"#)
+            .expect("valid");
+        let catalogue = catalogue.with(own);
+        assert_eq!(
+            catalogue
+                .get("image_processing")
+                .map(|m| m.system_prompt.as_str()),
+            Some("Edit.")
+        );
     }
 
     #[test]

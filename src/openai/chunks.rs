@@ -9,6 +9,10 @@
 //! - Streams are `chat.completion.chunk` events ending with `data: [DONE]`; with
 //!   `stream_options.include_usage` every chunk carries `"usage":null` and a last chunk with
 //!   empty `choices` carries the usage.
+//! - Images a model generated come as OpenAI-compatible servers that return them send them
+//!   (OpenRouter's shape): `message.images` (or `delta.images` in a stream), each
+//!   `{"type": "image_url", "image_url": {"url": "data:image/png;base64,…"}, "index": n}`.
+//!   A client that does not know the field ignores it.
 //! - A provider failure after output has begun is sent as `data: {"error":{…}}` and the
 //!   stream ends without `[DONE]`, which the SDKs raise as an `APIError`.
 
@@ -23,12 +27,17 @@ use serde_json::{json, Value};
 use crate::http::error::ApiError;
 use crate::providers::client::failure::provider_error;
 use crate::providers::client::stream::ModelStream;
-use crate::providers::wire::{Completion, ProviderEvent, Usage};
+use crate::providers::wire::{Completion, Media, ProviderEvent, Usage};
 
 /// `chatcmpl-` and 24 random hex digits, like OpenAI's ids.
 pub(super) fn completion_id() -> Result<String, RandomUnavailable> {
     let bytes = random_bytes::<12>()?;
     Ok(format!("chatcmpl-{}", crate::platform::ids::hex(&bytes)))
+}
+
+/// One generated image as an `images` entry.
+fn image_json(index: usize, media: &Media) -> Value {
+    json!({ "type": "image_url", "image_url": { "url": media.url() }, "index": index })
 }
 
 fn usage_json(usage: &Usage) -> Value {
@@ -59,6 +68,15 @@ pub(super) fn completion_body(
         }],
         "system_fingerprint": null,
     });
+    if !completion.media.is_empty() {
+        let images: Vec<Value> = completion
+            .media
+            .iter()
+            .enumerate()
+            .map(|(i, media)| image_json(i, media))
+            .collect();
+        body["choices"][0]["message"]["images"] = Value::Array(images);
+    }
     if let Some(usage) = &completion.usage {
         body["usage"] = usage_json(usage);
     }
@@ -113,6 +131,11 @@ impl ChunkWriter {
         self.delta(json!({ "content": text }), None)
     }
 
+    /// A generated image, the stream's `index`-th.
+    fn image(&self, index: usize, media: &Media) -> Vec<u8> {
+        self.delta(json!({ "images": [image_json(index, media)] }), None)
+    }
+
     /// The finish chunk, the usage chunk when asked for, and `[DONE]`.
     fn finish(&self, reason: &str, usage: Option<&Usage>) -> Vec<u8> {
         let mut out = self.delta(json!({}), Some(reason));
@@ -139,6 +162,8 @@ pub(super) struct ChunkStream {
     writer: ChunkWriter,
     queue: VecDeque<Vec<u8>>,
     usage: Option<Usage>,
+    /// Images sent so far (the next one's `index`).
+    images: usize,
     done: bool,
 }
 
@@ -150,6 +175,7 @@ impl ChunkStream {
             writer,
             queue,
             usage: None,
+            images: 0,
             done: false,
         }
     }
@@ -157,6 +183,10 @@ impl ChunkStream {
     fn on_event(&mut self, event: ProviderEvent) {
         match event {
             ProviderEvent::TextDelta(text) => self.queue.push_back(self.writer.text(&text)),
+            ProviderEvent::Media(media) => {
+                self.queue.push_back(self.writer.image(self.images, &media));
+                self.images += 1;
+            }
             ProviderEvent::Usage(usage) => self.usage = Some(usage),
             ProviderEvent::Finish(reason) => {
                 let frame = self
@@ -202,6 +232,7 @@ mod tests {
     #[test]
     fn a_completion_body_has_the_chat_completion_shape() {
         let completion = Completion {
+            media: Vec::new(),
             text: "Hello".into(),
             finish_reason: FinishReason::Length,
             usage: Some(Usage::from_counts(3, 1)),
@@ -232,6 +263,44 @@ mod tests {
             .filter(|e| !e.is_empty())
             .map(|e| e.strip_prefix("data: ").expect("data line").to_string())
             .collect()
+    }
+
+    #[test]
+    fn generated_images_are_the_messages_and_the_deltas_images() {
+        let picture = Media {
+            kind: crate::providers::wire::MediaKind::Image,
+            media_type: "image/png".into(),
+            source: crate::providers::wire::MediaSource::Base64("AAAA".into()),
+            name: None,
+        };
+        let completion = Completion {
+            media: vec![picture.clone()],
+            text: "Drawn.".into(),
+            finish_reason: FinishReason::Stop,
+            usage: None,
+            provider_model: None,
+        };
+        let body = completion_body("chatcmpl-1", 1, "gemini/x", &completion);
+        assert_eq!(
+            body["choices"][0]["message"]["images"],
+            json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}, "index": 0}])
+        );
+        let chunk: Value =
+            serde_json::from_str(&events(&writer(false).image(1, &picture))[0]).expect("json");
+        assert_eq!(chunk["choices"][0]["delta"]["images"][0]["index"], 1);
+        assert_eq!(
+            chunk["choices"][0]["delta"]["images"][0]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
+        let plain = Completion {
+            media: Vec::new(),
+            ..completion
+        };
+        assert!(
+            completion_body("c", 1, "m", &plain)["choices"][0]["message"]
+                .get("images")
+                .is_none()
+        );
     }
 
     #[test]

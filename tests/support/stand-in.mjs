@@ -634,6 +634,22 @@ function sse(data, { event, crlf } = {}) {
   return (event ? `event: ${event}${nl}` : '') + `data: ${data}${nl}${nl}`;
 }
 
+// A whole 1×1 PNG: what `images: true` makes a model draw.
+const PNG_1X1 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+
+/** The pictures a behaviour makes the model return: `images: true` (one 1×1 PNG) or
+ * `images: [{ mimeType, data }]` (base64 without a prefix). */
+function scriptedImages(b) {
+  if (!b.images) return [];
+  if (b.images === true) return [{ mimeType: 'image/png', data: PNG_1X1 }];
+  return b.images.map((i) => ({ mimeType: i.mimeType ?? 'image/png', data: i.data ?? PNG_1X1 }));
+}
+
+/** OpenAI-compatible servers that return pictures (OpenRouter's shape): `images` entries. */
+function openaiImages(b) {
+  return scriptedImages(b).map((i, index) => ({ type: 'image_url', image_url: { url: `data:${i.mimeType};base64,${i.data}` }, index }));
+}
+
 function openaiPlan(ctx) {
   const { b, deltas, usage, rec, provider } = ctx;
   const ollama = provider === 'ollama';
@@ -660,6 +676,8 @@ function openaiPlan(ctx) {
   const pre = [];
   if (!ollama) pre.push(chunk([choice({ role: 'assistant', content: b.roleContentNull ? null : '', refusal: null })]));
   const post = [];
+  const images = openaiImages(b);
+  if (images.length) post.push(chunk([choice({ images })]));
   post.push(chunk([choice(ollama && deltas.length === 0 ? { role: 'assistant', content: '' } : ollama ? { content: '' } : {}, finish)]));
   if (includeUsage) {
     post.push(chunk([], { usage: { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output } }));
@@ -723,7 +741,9 @@ function geminiPlan(ctx) {
   const sseMode = ctx.query.alt === 'sse';
   const crlf = b.crlf ?? true;
   const nl = crlf ? '\r\n' : '\n';
-  const mode = deltas.length === 0 ? 'separate' : b.finishReasonOn ?? 'last';
+  const images = scriptedImages(b);
+  // An image model streams its text, then each picture in a chunk of its own, then the finish.
+  const mode = deltas.length === 0 || images.length ? 'separate' : b.finishReasonOn ?? 'last';
   const finish = b.finishReason ?? 'STOP';
   const resp = (text, fin, full) => {
     const cand = { content: { parts: [{ text }], role: 'model' } };
@@ -756,6 +776,9 @@ function geminiPlan(ctx) {
     // 'post' is computed lazily because of JSON-array framing
     postFn: () => {
       const out = [];
+      for (const i of images) {
+        out.push(frame({ candidates: [{ content: { parts: [{ inlineData: { mimeType: i.mimeType, data: i.data } }], role: 'model' } }], usageMetadata: { promptTokenCount: usage.input, totalTokenCount: usage.input }, modelVersion: ctx.responseModel, responseId: ctx.id }));
+      }
       if (mode === 'separate') out.push(frame(resp('', true, true)));
       if (!sseMode) out.push(elements === 0 ? '[]' : `${nl}]`);
       return out;
@@ -1246,6 +1269,8 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
         ...(ollama ? {} : { service_tier: 'default' }),
         system_fingerprint: ollama ? 'fp_ollama' : 'fp_standin01',
       };
+      const images = openaiImages(b);
+      if (images.length) o.choices[0].message.images = images;
       if (extras) o.x_standin_unknown = { nested: [1] };
       return o;
     }
@@ -1266,7 +1291,8 @@ export async function startStandIn({ port = 0, host = '127.0.0.1', record = true
       return o;
     }
     // gemini
-    const cand = { content: { parts: [{ text }], role: 'model' }, finishReason: b.finishReason ?? 'STOP' };
+    const parts = [{ text }, ...scriptedImages(b).map((i) => ({ inlineData: { mimeType: i.mimeType, data: i.data } }))];
+    const cand = { content: { parts, role: 'model' }, finishReason: b.finishReason ?? 'STOP' };
     if (extras) cand.avgLogprobs = -0.0123;
     const o = {
       candidates: [cand],

@@ -97,6 +97,9 @@ impl ResponseEventStream {
                 self.text.push_str(&text);
             }
             ProviderEvent::Usage(usage) => self.usage = Some(usage),
+            // The Responses API carries generated images as `image_generation_call` items of
+            // OpenAI's own image tool, which Threadline does not offer: they are left out.
+            ProviderEvent::Media(_) => {}
             ProviderEvent::Finish(reason) => match self.record.take() {
                 Some(pending) => {
                     let outcome = Outcome::Finished(reason.clone());

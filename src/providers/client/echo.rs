@@ -55,6 +55,7 @@ pub(super) fn echo_usage(request: &ChatRequest, reply: &str) -> Usage {
 pub(super) fn echo_completion(request: &ChatRequest) -> Completion {
     let text = echo_text(request);
     Completion {
+        media: Vec::new(),
         usage: Some(echo_usage(request, &text)),
         text,
         finish_reason: FinishReason::Stop,

@@ -222,6 +222,7 @@ pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
         )
     });
     Ok(Completion {
+        media: Vec::new(),
         text,
         finish_reason: message
             .stop_reason
@@ -632,6 +633,7 @@ mod tests {
         assert_eq!(
             parse_completion(body),
             Ok(Completion {
+                media: Vec::new(),
                 text: "Hello world".into(),
                 finish_reason: FinishReason::Length,
                 usage: Some(Usage::from_counts(15, 2)),

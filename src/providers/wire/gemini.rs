@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::model::{
     error_from_status, header, saturating_u32, ChatMessage, ChatRequest, Completion, FinishReason,
-    MediaSource, OutboundRequest, Part as MessagePart, ProviderEndpoint, ProviderError,
+    Media, MediaSource, OutboundRequest, Part as MessagePart, ProviderEndpoint, ProviderError,
     ProviderErrorKind, ProviderEvent, Role, StreamDecoder, Usage,
 };
 use super::sse::SseEvent;
@@ -201,6 +201,34 @@ struct Part {
     /// Thinking models mark their reasoning parts `thought: true`; not answer text.
     #[serde(default)]
     thought: bool,
+    /// Bytes the model generated (an image from an image-output model), base64 without a
+    /// prefix. Gemini writes `inlineData`; its protobuf JSON also accepts `inline_data`.
+    #[serde(alias = "inlineData")]
+    inline_data: Option<Blob>,
+}
+
+#[derive(Deserialize)]
+struct Blob {
+    #[serde(alias = "mimeType")]
+    mime_type: String,
+    data: String,
+}
+
+impl Part {
+    /// The part as an answer event: its text, or the image it carries.
+    fn to_event(&self) -> Option<ProviderEvent> {
+        if self.thought {
+            return None;
+        }
+        if let Some(blob) = &self.inline_data {
+            return Media::generated_image(Some(&blob.mime_type), &blob.data)
+                .map(ProviderEvent::Media);
+        }
+        self.text
+            .as_ref()
+            .filter(|text| !text.is_empty())
+            .map(|text| ProviderEvent::TextDelta(text.clone()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -238,17 +266,26 @@ impl UsageMetadata {
 }
 
 impl ResponseBody {
-    /// The first candidate's answer text, its parts concatenated.
-    fn text(&self) -> String {
-        self.candidates
+    /// The first candidate's answer, part by part: text deltas and generated images, in order
+    /// (consecutive texts joined, so a chunk gives one delta as before).
+    fn events(&self) -> Vec<ProviderEvent> {
+        let mut events: Vec<ProviderEvent> = Vec::new();
+        let parts = self
+            .candidates
             .iter()
             .flatten()
             .take(1)
             .filter_map(|candidate| candidate.content.as_ref()?.parts.as_ref())
-            .flatten()
-            .filter(|part| !part.thought)
-            .filter_map(|part| part.text.as_deref())
-            .collect()
+            .flatten();
+        for event in parts.filter_map(Part::to_event) {
+            match (events.last_mut(), event) {
+                (Some(ProviderEvent::TextDelta(joined)), ProviderEvent::TextDelta(text)) => {
+                    joined.push_str(&text)
+                }
+                (_, event) => events.push(event),
+            }
+        }
+        events
     }
 
     /// The finish reason this response states, if any: the first candidate's, or
@@ -298,6 +335,7 @@ pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
     };
     let mut completion = Completion {
         text: String::new(),
+        media: Vec::new(),
         finish_reason: FinishReason::Stop,
         usage: None,
         provider_model: None,
@@ -307,7 +345,13 @@ pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
         let response: ResponseBody = serde_json::from_value(response).map_err(|_| {
             ProviderError::malformed("the provider's reply was not a generateContent response")
         })?;
-        completion.text.push_str(&response.text());
+        for event in response.events() {
+            match event {
+                ProviderEvent::TextDelta(text) => completion.text.push_str(&text),
+                ProviderEvent::Media(media) => completion.media.push(media),
+                _ => {}
+            }
+        }
         if let Some(reason) = response.finish_reason() {
             completion.finish_reason = reason;
             saw_answer = true;
@@ -403,12 +447,7 @@ impl StreamDecoder for GeminiStreamDecoder {
         if let Some(usage) = &chunk.usage_metadata {
             self.usage = Some(usage.to_usage());
         }
-        let text = chunk.text();
-        if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![ProviderEvent::TextDelta(text)]
-        }
+        chunk.events()
     }
 
     fn finish(&mut self) -> Vec<ProviderEvent> {
@@ -585,6 +624,47 @@ mod tests {
 
     use crate::providers::wire::test_support::final_error;
 
+    fn png(data: &str) -> ProviderEvent {
+        ProviderEvent::Media(Media {
+            kind: crate::providers::wire::MediaKind::Image,
+            media_type: "image/png".into(),
+            source: MediaSource::Base64(data.into()),
+            name: None,
+        })
+    }
+
+    #[test]
+    fn generated_images_come_out_in_their_place_among_the_text() {
+        // An image model's answer: text, an inlineData part, text; thought parts are not answer.
+        let body = r#"{"candidates":[{"content":{"role":"model","parts":[
+            {"text":"Here is "},{"text":"a cat:"},
+            {"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}},
+            {"text":"Enjoy.","thought":false},
+            {"inlineData":{"mimeType":"image/jpeg","data":"/9j/"},"thought":true},
+            {"inlineData":{"mimeType":"audio/wav","data":"UklGRg=="}}]},
+            "finishReason":"STOP"}]}"#;
+        let completion = parse_completion(body).expect("parsed");
+        assert_eq!(completion.text, "Here is a cat:Enjoy.");
+        assert_eq!(completion.media.len(), 1, "audio and thoughts are not kept");
+        assert_eq!(completion.media[0].media_type, "image/png");
+        let events = decode(&format!("data: {}\n\n", body.replace('\n', "")));
+        assert_eq!(
+            events[..3],
+            [
+                ProviderEvent::TextDelta("Here is a cat:".into()),
+                png("iVBORw0KGgo="),
+                ProviderEvent::TextDelta("Enjoy.".into()),
+            ]
+        );
+        assert!(matches!(
+            events.last(),
+            Some(ProviderEvent::Finish(FinishReason::Stop))
+        ));
+        // Protobuf JSON's snake_case spelling reads the same.
+        let snake = r#"{"candidates":[{"content":{"parts":[{"inline_data":{"mime_type":"image/png","data":"AAAA"}}]},"finishReason":"STOP"}]}"#;
+        assert_eq!(parse_completion(snake).expect("parsed").media.len(), 1);
+    }
+
     const INVALID_KEY_BODY: &str = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
 
     #[test]
@@ -689,6 +769,7 @@ mod tests {
         assert_eq!(
             parse_completion(body),
             Ok(Completion {
+                media: Vec::new(),
                 text: "Hello, world".into(),
                 finish_reason: FinishReason::Length,
                 usage: Some(Usage {

@@ -137,6 +137,41 @@ pub struct Media {
 }
 
 impl Media {
+    /// An image a model returned: base64 bytes of an `image/*` type, or an https URL (a
+    /// `data:` URL is split into its type and bytes). `None` for anything else — audio or an
+    /// unknown type is not part of an answer Threadline can keep or show.
+    pub fn generated_image(media_type: Option<&str>, data_or_url: &str) -> Option<Media> {
+        let (media_type, source) = if let Some(rest) = data_or_url.strip_prefix("data:") {
+            let (meta, data) = rest.split_once(',')?;
+            let media_type = meta.strip_suffix(";base64")?;
+            (
+                media_type.to_string(),
+                MediaSource::Base64(data.to_string()),
+            )
+        } else if data_or_url.starts_with("https://") {
+            let guessed = media_type.unwrap_or("image/png");
+            (
+                guessed.to_string(),
+                MediaSource::Url(data_or_url.to_string()),
+            )
+        } else {
+            (
+                media_type?.to_string(),
+                MediaSource::Base64(data_or_url.to_string()),
+            )
+        };
+        let media_type = media_type.trim().to_ascii_lowercase();
+        if !media_type.starts_with("image/") || media_type.len() > 100 {
+            return None;
+        }
+        Some(Media {
+            kind: MediaKind::Image,
+            media_type,
+            source,
+            name: None,
+        })
+    }
+
     /// An OpenAI-style URL for the bytes: the URL itself, or a `data:` URL.
     pub fn url(&self) -> String {
         match &self.source {
@@ -230,11 +265,14 @@ impl FinishReason {
 /// One step of a streamed reply.
 ///
 /// Every stream decoder keeps the same order, so consumers can rely on it: zero or more
-/// `TextDelta`s, then at most one `Usage`, then exactly one `Finish` — or, at any point,
-/// one `Error`, after which nothing more is emitted.
+/// `TextDelta`s and `Media`, then at most one `Usage`, then exactly one `Finish` — or, at
+/// any point, one `Error`, after which nothing more is emitted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderEvent {
     TextDelta(String),
+    /// A non-text part of the answer: an image the model generated (Gemini's `inlineData`,
+    /// an OpenAI-compatible server's `images`), whole, in the order it came among the deltas.
+    Media(Media),
     Usage(Usage),
     Finish(FinishReason),
     Error(ProviderError),
@@ -244,6 +282,8 @@ pub enum ProviderEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub text: String,
+    /// The answer's non-text parts (generated images), in order; empty for most models.
+    pub media: Vec<Media>,
     pub finish_reason: FinishReason,
     pub usage: Option<Usage>,
     /// The exact model version the provider reports having used (`gpt-4o-2024-08-06`).

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::model::{
     error_from_status, header, saturating_u32, ChatMessage, ChatRequest, Completion, FinishReason,
-    MediaKind, MediaSource, OutboundRequest, Part, ProviderEndpoint, ProviderError,
+    Media, MediaKind, MediaSource, OutboundRequest, Part, ProviderEndpoint, ProviderError,
     ProviderErrorKind, ProviderEvent, ProviderKind, StreamDecoder, Usage,
 };
 use super::sse::SseEvent;
@@ -161,6 +161,25 @@ fn finish_reason_from_openai(raw: &str) -> FinishReason {
     }
 }
 
+/// An image in an answer, as OpenAI-compatible servers that return them write it (OpenRouter
+/// and the gateways that copy it): `{"type": "image_url", "image_url": {"url": "data:…"}}` in
+/// the message's (or the delta's) `images`.
+#[derive(Deserialize)]
+struct ImagePart {
+    image_url: Option<ImageUrl>,
+}
+
+#[derive(Deserialize)]
+struct ImageUrl {
+    url: String,
+}
+
+impl ImagePart {
+    fn media(&self) -> Option<Media> {
+        Media::generated_image(None, &self.image_url.as_ref()?.url)
+    }
+}
+
 /// Reads a non-stream `chat.completion` body. A body carrying `"error"` is returned as
 /// that error: llama.cpp and some proxies answer HTTP 200 with one.
 pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
@@ -181,6 +200,8 @@ pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
     struct Message {
         content: Option<String>,
         refusal: Option<String>,
+        #[serde(default)]
+        images: Vec<ImagePart>,
     }
 
     let value: Value = serde_json::from_str(body)
@@ -202,8 +223,14 @@ pub fn parse_completion(body: &str) -> Result<Completion, ProviderError> {
         .as_ref()
         .and_then(|message| message.content.clone().or_else(|| message.refusal.clone()))
         .unwrap_or_default();
+    let media = choice
+        .message
+        .as_ref()
+        .map(|message| message.images.iter().filter_map(ImagePart::media).collect())
+        .unwrap_or_default();
     Ok(Completion {
         text,
+        media,
         finish_reason: choice
             .finish_reason
             .as_deref()
@@ -253,6 +280,8 @@ impl OpenAiStreamDecoder {
         struct Delta {
             content: Option<String>,
             refusal: Option<String>,
+            #[serde(default)]
+            images: Vec<ImagePart>,
         }
 
         let Ok(value) = serde_json::from_str::<Value>(data) else {
@@ -281,6 +310,13 @@ impl OpenAiStreamDecoder {
                         events.push(ProviderEvent::TextDelta(text));
                     }
                 }
+                events.extend(
+                    delta
+                        .images
+                        .iter()
+                        .filter_map(ImagePart::media)
+                        .map(ProviderEvent::Media),
+                );
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish_reason = Some(finish_reason_from_openai(&reason));
@@ -497,6 +533,41 @@ mod tests {
     use crate::providers::wire::test_support::final_error as single_error;
 
     #[test]
+    fn images_an_openai_compatible_server_returns_are_read_whole_and_streamed() {
+        let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Drawn.",
+            "images":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},
+                      {"type":"image_url","image_url":{"url":"https://cdn.example.com/a.webp"}},
+                      {"type":"image_url","image_url":{"url":"data:text/html;base64,PGh0bWw+"}}]},
+            "finish_reason":"stop"}]}"#;
+        let completion = parse_completion(body).expect("parsed");
+        assert_eq!(completion.text, "Drawn.");
+        assert_eq!(completion.media.len(), 2, "not an image: left out");
+        assert_eq!(
+            completion.media[0].source,
+            MediaSource::Base64("iVBORw0KGgo=".into())
+        );
+        assert_eq!(
+            completion.media[1].source,
+            MediaSource::Url("https://cdn.example.com/a.webp".into())
+        );
+        let events = decode(concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Drawn.\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"images\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n"
+        ));
+        assert_eq!(events[0], ProviderEvent::TextDelta("Drawn.".into()));
+        let ProviderEvent::Media(media) = &events[1] else {
+            panic!("an image: {events:?}");
+        };
+        assert_eq!(
+            (media.media_type.as_str(), &media.source),
+            ("image/png", &MediaSource::Base64("AAAA".into()))
+        );
+        assert_eq!(events[2], ProviderEvent::Finish(FinishReason::Stop));
+    }
+
+    #[test]
     fn request_goes_to_chat_completions_with_bearer_key() {
         let request = build_request(
             &sample_request(),
@@ -616,6 +687,7 @@ mod tests {
         assert_eq!(
             parse_completion(body),
             Ok(Completion {
+                media: Vec::new(),
                 text: "Hi there".into(),
                 finish_reason: FinishReason::Stop,
                 usage: Some(Usage {

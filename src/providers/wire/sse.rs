@@ -23,9 +23,11 @@
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The most bytes one line, or one event's fields together, may hold. 1 MiB is far more
-/// than any chat chunk (a few hundred bytes) yet small enough for a Worker's 128 MB.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// The most bytes one line, or one event's fields together, may hold. A text chunk is a few
+/// hundred bytes, but a generated image arrives whole, base64 in one chunk (a 1024×1024 PNG
+/// is 1–3 MB): 8 MiB, as much as a whole non-stream answer may hold, and still small next to
+/// a Worker's 128 MB.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -526,7 +528,7 @@ mod tests {
         let mut parser = SseParser::new();
         let mut events = parser.push(b"data: ");
         let chunk = vec![b'x'; 64 * 1024];
-        for _ in 0..20 {
+        for _ in 0..(MAX_EVENT_BYTES / chunk.len() + 4) {
             events.extend(parser.push(&chunk));
         }
         assert!(parser.pending_line.len() <= MAX_EVENT_BYTES);
@@ -548,7 +550,7 @@ mod tests {
         let line = format!("data: {}\n", "y".repeat(1000));
         let mut parser = SseParser::new();
         let mut events = Vec::new();
-        for _ in 0..1100 {
+        for _ in 0..(MAX_EVENT_BYTES / 1000 + 100) {
             events.extend(parser.push(line.as_bytes()));
         }
         events.extend(parser.push(b"\n"));
