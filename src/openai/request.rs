@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use crate::files::media;
 use crate::http::error::{ApiError, ApiResult};
-use crate::providers::wire::{ChatMessage, ChatRequest, Part as WirePart, Role};
+use crate::providers::wire::{
+    ChatMessage, ChatRequest, Media, MediaKind, MediaSource, Part as WirePart, Role,
+};
 
 /// The fields of an OpenAI chat completion request that Threadline reads; serde ignores the
 /// rest.
@@ -114,6 +116,44 @@ pub(super) struct Options {
     pub(super) model: String,
     pub(super) stream: bool,
     pub(super) include_usage: bool,
+    /// `file` parts naming one of the caller's stored files by `file_id`: the handler reads
+    /// each into its place (held meanwhile by an empty media part).
+    pub(super) file_refs: Vec<FileRef>,
+}
+
+/// A `{"type": "file", "file": {"file_id"}}` part: one of the caller's files
+/// (`POST /api/files/upload`), read by the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileRef {
+    pub(super) message: usize,
+    pub(super) part: usize,
+    pub(super) file_id: String,
+    /// The field, for a 400 naming it.
+    pub(super) param: String,
+}
+
+/// What holds a [`FileRef`]'s place until the handler reads the file: not text, so the
+/// message's parts are not joined into one text around it.
+fn file_placeholder_for(file_id: String) -> Media {
+    Media {
+        kind: MediaKind::Document,
+        media_type: String::new(),
+        source: MediaSource::Url(String::new()),
+        name: Some(file_id),
+    }
+}
+
+/// The file id a part placed by [`file_placeholder_for`] holds.
+fn placeholder_file_id(part: &WirePart) -> Option<&str> {
+    match part {
+        WirePart::Media(Media {
+            media_type,
+            source: MediaSource::Url(url),
+            name: Some(file_id),
+            ..
+        }) if media_type.is_empty() && url.is_empty() => Some(file_id),
+        _ => None,
+    }
 }
 
 fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -232,10 +272,13 @@ fn content_part(param: &str, part: Part, role: Role, max_file_size: usize) -> Ap
                 file.filename,
                 max_file_size,
             )?,
+            (None, Some(file_id)) if !file_id.trim().is_empty() => {
+                return Ok(WirePart::Media(file_placeholder_for(file_id)))
+            }
             (None, Some(_)) => {
                 return Err(invalid(
                     format!("{param}.file.file_id"),
-                    "File ids are not taken here; send the file as `file_data`.",
+                    "`file_id` must name one of your files.",
                 ))
             }
             (None, None) => {
@@ -275,6 +318,7 @@ pub(super) fn to_unified(
         ));
     }
     let mut messages = Vec::with_capacity(body.messages.len());
+    let mut file_refs = Vec::new();
     for (i, message) in body.messages.into_iter().enumerate() {
         let role = match message.role.as_str() {
             "system" | "developer" => Role::System,
@@ -300,7 +344,16 @@ pub(super) fn to_unified(
                 let mut out = Vec::with_capacity(parts.len());
                 for (j, part) in parts.into_iter().enumerate() {
                     let param = format!("messages[{i}].content[{j}]");
-                    out.push(content_part(&param, part, role, max_file_size)?);
+                    let part = content_part(&param, part, role, max_file_size)?;
+                    if let Some(file_id) = placeholder_file_id(&part) {
+                        file_refs.push(FileRef {
+                            message: i,
+                            part: j,
+                            file_id: file_id.to_string(),
+                            param: format!("{param}.file.file_id"),
+                        });
+                    }
+                    out.push(part);
                 }
                 // Text parts alone are one text, as OpenAI reads them.
                 if out.iter().all(|p| matches!(p, WirePart::Text(_))) {
@@ -370,6 +423,7 @@ pub(super) fn to_unified(
             model: body.model.trim().to_string(),
             stream,
             include_usage,
+            file_refs,
         },
         request,
     ))
@@ -539,6 +593,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_id_part_is_left_for_the_handler_to_read_in_its_place() {
+        let (options, request) = parse(
+            r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[
+                {"type":"text","text":"Summarise"},{"type":"file","file":{"file_id":"0190abc"}}]}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            options.file_refs,
+            vec![FileRef {
+                message: 1,
+                part: 1,
+                file_id: "0190abc".into(),
+                param: "messages[1].content[1].file.file_id".into(),
+            }]
+        );
+        // The text is not joined around the placeholder: indices stay those of the request.
+        assert_eq!(request.messages[1].parts.len(), 2);
+        assert_eq!(
+            placeholder_file_id(&request.messages[1].parts[1]),
+            Some("0190abc")
+        );
+    }
+
+    #[test]
     fn bad_media_parts_are_refused_naming_the_part() {
         let png = crate::files::media::encode_base64(crate::files::media::samples::PNG);
         let cases = [
@@ -556,7 +634,7 @@ mod tests {
                 "messages[0].content[0].image_url.url",
             ),
             (
-                r#"[{"type":"text","text":"a"},{"type":"file","file":{"file_id":"file-abc"}}]"#
+                r#"[{"type":"text","text":"a"},{"type":"file","file":{"file_id":" "}}]"#
                     .to_string(),
                 400,
                 "messages[0].content[1].file.file_id",

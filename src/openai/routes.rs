@@ -27,7 +27,7 @@ use crate::http::router::{BodyLimit, Method, Route};
 use crate::openai::caller::v1_caller;
 use crate::openai::chunks::{completion_body, completion_id, ChunkStream, ChunkWriter};
 use crate::openai::embeddings::{self, EmbeddingsBody};
-use crate::openai::request::{to_unified, CompletionRequest};
+use crate::openai::request::{to_unified, CompletionRequest, FileRef};
 use crate::platform::clock::{Clock, SystemClock};
 use crate::providers::catalogue::{Catalogue, EmbeddingModel};
 use crate::providers::client::echo::DEV_EMBED_DIMENSIONS;
@@ -60,10 +60,11 @@ async fn chat_completions(cx: Ctx) -> ApiResult<Response> {
 /// An OpenAI chat completion, streamed when the body asks or `force_stream` (for routes of
 /// replaced services that always stream).
 pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Response> {
-    v1_caller(&cx).await?;
+    let caller = v1_caller(&cx).await?;
     let body: CompletionRequest = cx.json().await?;
-    let (mut options, request) = to_unified(body, cx.config.files.max_file_size)?;
+    let (mut options, mut request) = to_unified(body, cx.config.files.max_file_size)?;
     options.stream |= force_stream;
+    read_files(&cx, &caller.user_id, &options.file_refs, &mut request).await?;
     let client = ProviderClient::new(&cx);
     let created = SystemClock.now_secs();
     if !options.stream {
@@ -87,6 +88,35 @@ pub(crate) async fn completions(mut cx: Ctx, force_stream: bool) -> ApiResult<Re
     // Chunks decoded from one upstream read are written as one (the chat relay does its own
     // accounting of what the client took, so only this stream is joined).
     event_stream_response(Coalesce::new(ChunkStream::new(stream, writer)))
+}
+
+/// Reads the caller's stored files that `file` parts name by `file_id` into their places:
+/// images and PDFs as media, text files as their text (cut to the history budget). A id that is
+/// not one of the caller's files — missing or another user's alike — is a 400 naming the part.
+async fn read_files(
+    cx: &Ctx,
+    user_id: &str,
+    refs: &[FileRef],
+    request: &mut crate::providers::wire::ChatRequest,
+) -> ApiResult<()> {
+    let max_text_chars = (cx.config.chat.context_budget_tokens as usize).saturating_mul(3);
+    for file_ref in refs {
+        let file = crate::files::routes::find(cx, user_id, &file_ref.file_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::bad_request("file_not_found", "No file of yours has this id.")
+                    .with_field(file_ref.param.clone())
+            })?;
+        let part = crate::files::routes::attachment(cx, &file, max_text_chars).await?;
+        if let Some(slot) = request
+            .messages
+            .get_mut(file_ref.message)
+            .and_then(|m| m.parts.get_mut(file_ref.part))
+        {
+            *slot = part;
+        }
+    }
+    Ok(())
 }
 
 /// GET /v1/models — the models (and aliases) this deployment serves, in OpenAI's list shape:

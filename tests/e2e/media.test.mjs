@@ -87,6 +87,42 @@ describe('images and documents in messages', () => {
     assert.equal(anthropicRec.body.messages[0].content[1].title, 'a.pdf');
   });
 
+  test('a file part may name one of the caller’s stored files by file_id; another user’s is a 400', async () => {
+    const { access_token } = await userWithKey(env.w);
+    const upload = async (token, bytes, name) => {
+      const form = new FormData();
+      form.append('file', new Blob([bytes]), name);
+      const res = await fetch(`${env.w.url}/api/files/upload`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form });
+      assert.equal(res.status, 201);
+      return (await res.json()).id;
+    };
+    // The key's owner uploads with the key itself; `access_token` is another user's session.
+    const pdfId = await upload(key, PDF, 'report.pdf');
+    const notesId = await upload(key, Buffer.from('alpha beta gamma\n'), 'notes.txt');
+    const completion = await client.chat.completions.create({
+      model: 'anthropic/claude-3-5-sonnet-latest',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Summarise' }, { type: 'file', file: { file_id: pdfId } }, { type: 'file', file: { file_id: notesId } }] }],
+    });
+    assert.match(completion.choices[0].message.content, /^Echo: Summarise/);
+    const [rec] = chatRequests();
+    const blocks = rec.body.messages[0].content;
+    assert.equal(blocks[1].type, 'document');
+    assert.equal(blocks[1].source.data, PDF.toString('base64'));
+    assert.equal(blocks[1].title, 'report.pdf');
+    assert.equal(blocks[2].type, 'text');
+    assert.match(blocks[2].text, /alpha beta gamma/);
+
+    const theirs = await upload(access_token, PDF, 'theirs.pdf');
+    env.s.reset();
+    const res = await call(env.w.url, 'POST', '/v1/chat/completions', {
+      token: key,
+      json: { model: 'openai/gpt-4o', messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: theirs } }] }] },
+    });
+    const error = envelope(assert, res, 400, 'file_not_found');
+    assert.equal(error.param, 'messages[0].content[0].file.file_id');
+    assert.equal(chatRequests().length, 0);
+  });
+
   test('an image for a model without vision is a 422 naming both, before any provider call', async () => {
     await assert.rejects(
       client.chat.completions.create(vision('anthropic/claude-3-5-haiku-latest')),
